@@ -1,0 +1,168 @@
+"""The command line: ``cliqbot serve | check | demo | rotate-keys`` (also ``python -m bot``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import logging
+import signal
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from bot.app import create_app
+from bot.config import Settings, load_environment, load_settings, serve_problems
+from bot.errors import ConfigError
+from bot.keys import RUNTIME
+from bot.logs import setup_logging
+
+log = logging.getLogger("bot")
+
+_DRAIN_SECONDS = 30.0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cliqbot", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the bot server until SIGINT/SIGTERM")
+    sub.add_parser("check", help="validate configuration and reachability")
+    demo = sub.add_parser("demo", help="run a complete local sandbox on loopback")
+    demo.add_argument("--self-test", action="store_true", help="run the scripted scenario")
+    demo.add_argument("--port", type=int, default=8080, help="the bot's port (0: any free port)")
+    sub.add_parser("rotate-keys", help="re-encrypt every stored token under the first key")
+    args = parser.parse_args(argv)
+
+    env = load_environment()
+    if args.command == "demo":
+        from bot.sandbox.demo import run_demo
+
+        return run_demo(env, self_test=args.self_test, port=args.port)
+    try:
+        settings = load_settings(env)
+    except ConfigError as err:
+        for problem in err.problems:
+            print(f"config: {problem}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log_level, settings.log_format)
+    if args.command == "serve":
+        problems = serve_problems(settings)
+        if problems:
+            for problem in problems:
+                print(f"config: {problem}", file=sys.stderr)
+            return 2
+        return asyncio.run(serve(settings))
+    if args.command == "check":
+        problems = asyncio.run(check(settings))
+        for problem in problems:
+            print(problem)
+        if not problems:
+            print("ok: configuration valid and every endpoint answered")
+        return 1 if problems else 0
+    from bot.rotate import rotate_keys
+
+    return asyncio.run(rotate_keys(settings))
+
+
+async def serve(settings: Settings, ready: asyncio.Event | None = None) -> int:
+    """Run until SIGINT/SIGTERM, then drain in-flight work and return 0."""
+    app = create_app(settings)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await runner.setup()
+        site = web.TCPSite(runner, settings.host, settings.port, shutdown_timeout=_DRAIN_SECONDS)
+        await site.start()
+        port = _bound_port(runner, settings.port)
+        runtime = app[RUNTIME]
+        runtime.public_url = settings.base_url(port)
+        log.info(
+            "cliqbot listening on http://%s:%s (public URL %s)",
+            settings.host,
+            port,
+            runtime.public_url,
+        )
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+        log.info("stopping: draining in-flight work")
+    finally:
+        await runner.cleanup()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    log.info("stopped")
+    return 0
+
+
+def _bound_port(runner: web.AppRunner, default: int) -> int:
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    return default
+
+
+async def check(settings: Settings) -> list[str]:
+    """Every problem with the configuration and the endpoints it names, one line each."""
+    problems = [f"config: {p}" for p in serve_problems(settings)]
+    if not settings.cliq_bot_name:
+        problems.append("CLIQ_BOT_NAME: not set; the bot cannot post messages to Cliq")
+    if not settings.cliq_webhook_token:
+        problems.append("CLIQ_WEBHOOK_TOKEN: not set; the bot cannot post messages to Cliq")
+    if not settings.dropbox_app_key:
+        problems.append("DROPBOX_APP_KEY / DROPBOX_APP_SECRET: not set; Dropbox cannot connect")
+    problems += _check_data_dir(settings.data_dir)
+    problems += await _check_mongodb(settings)
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        for name, url in (
+            ("CLIQ_API_BASE", settings.cliq_api_base),
+            ("DROPBOX_AUTHORIZE_URL", settings.dropbox_authorize_url),
+            ("DROPBOX_API_URL", settings.dropbox_api_url),
+            ("DROPBOX_CONTENT_URL", settings.dropbox_content_url),
+        ):
+            try:
+                async with session.get(url, allow_redirects=False) as resp:
+                    await resp.read()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                problems.append(f"{name}: {url} is not reachable ({type(exc).__name__})")
+    return problems
+
+
+def _check_data_dir(data_dir: Path) -> list[str]:
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=data_dir):
+            pass
+    except OSError as exc:
+        return [f"BOT_DATA_DIR: {data_dir} is not writable ({exc.strerror})"]
+    return []
+
+
+async def _check_mongodb(settings: Settings) -> list[str]:
+    if settings.mongodb_uri is None:
+        if importlib.util.find_spec("secantus") is None:
+            return ["MONGODB_URI: unset and the embedded store (secantusdb) is not installed"]
+        return []
+    from pymongo import AsyncMongoClient
+
+    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
+        settings.mongodb_uri.reveal(), serverSelectionTimeoutMS=3000
+    )
+    try:
+        await client.admin.command("ping")
+    except Exception as exc:  # noqa: BLE001 - reported as a problem line
+        return [f"MONGODB_URI: the database does not answer ({type(exc).__name__})"]
+    finally:
+        await client.close()
+    return []
+
+
+if __name__ == "__main__":
+    sys.exit(main())

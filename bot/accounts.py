@@ -1,0 +1,459 @@
+"""Per-user OAuth: connect links, the callback, the linking check, refresh, revoke.
+
+Token safety rules kept here (where bolt-python, Bot Framework and Nango have slipped):
+
+- tokens and PKCE verifiers are sealed with AES-GCM before they reach MongoDB, with the record's
+  identity as associated data, so a ciphertext moved to another record does not open;
+- one refresh per authorization at a time across every process: a lease in MongoDB, and the
+  record is re-read after taking it, so a token another process just refreshed is reused;
+- a rotated refresh token is kept; ``invalid_grant`` marks the authorization ``disconnected``;
+- nothing secret is logged or put into an exception message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from bot.cliq.events import CliqUser
+from bot.cliq.messages import Message, text
+from bot.config import Settings
+from bot.errors import (
+    BotError,
+    InvalidGrant,
+    InvalidState,
+    LinkGone,
+    NotAuthorized,
+    OAuthError,
+    ProviderError,
+    ServerError,
+)
+from bot.metrics import Metrics
+from bot.providers.oauth2 import (
+    OAuth2Client,
+    OAuth2Service,
+    TokenSet,
+    authorization_url,
+    new_code_verifier,
+    new_state,
+)
+from bot.services import ServiceCatalog
+from bot.vault import Sealed, Vault
+from handlers.context import Notifier, RevokeOutcome
+from storage.authorizations import (
+    CONNECTED,
+    PENDING,
+    Authorization,
+    Authorizations,
+    ConnectLinks,
+    OAuthStates,
+)
+from storage.connections import Connection, Connections
+
+log = logging.getLogger(__name__)
+
+LINKING_WINDOW = 300.0
+LINKING_TRIES = 5
+_REFRESH_MARGIN = 120.0
+_LEASE_SECONDS = 30.0
+_LEASE_WAIT = 20.0
+
+ConnectedHook = Callable[[str, str], Awaitable[None]]
+
+
+def _aad(link: str, user_id: str, part: str) -> str:
+    return f"authorization:{link}:{user_id}:{part}"
+
+
+def _code_hash(code: str, link: str, user_id: str) -> str:
+    return hashlib.sha256(f"{link}:{user_id}:{code}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CallbackResult:
+    """What the callback page shows."""
+
+    status: int
+    title: str
+    body: str
+    code: str | None = None
+
+
+class AccountService:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        public_url: Callable[[], str],
+        catalog: ServiceCatalog,
+        connections: Connections,
+        authorizations: Authorizations,
+        links: ConnectLinks,
+        states: OAuthStates,
+        vault: Vault,
+        oauth: OAuth2Client,
+        notifier: Notifier,
+        metrics: Metrics,
+    ) -> None:
+        self._settings = settings
+        self._public_url = public_url
+        self._catalog = catalog
+        self._connections = connections
+        self._auths = authorizations
+        self._links = links
+        self._states = states
+        self._vault = vault
+        self._oauth = oauth
+        self._notifier = notifier
+        self._metrics = metrics
+        self._holder = f"{uuid.uuid4().hex[:12]}"
+        self.on_connected: list[ConnectedHook] = []
+
+    @property
+    def redirect_uri(self) -> str:
+        return f"{self._public_url()}/oauth/callback"
+
+    # -- connect links and the OAuth dance --
+
+    async def connect_url(self, conn: Connection, user: CliqUser) -> str:
+        await self._catalog.oauth_service(conn.service)  # an unconfigured service fails here
+        link_id = secrets.token_urlsafe(12)
+        await self._links.create(
+            link_id, conn.link, user.id, user.email, float(self._settings.connect_link_ttl)
+        )
+        return f"{self._public_url()}/connect/{link_id}"
+
+    async def begin(self, link_id: str) -> str:
+        """Consume a connect link; the provider's authorize URL to redirect to."""
+        link = await self._links.consume(link_id)
+        if link is None:
+            raise LinkGone("This connect link was used already, has expired, or never existed.")
+        conn = await self._connections.get(link.link)
+        if conn is None:
+            raise LinkGone("The connection of this link has been deleted.")
+        service = await self._catalog.oauth_service(conn.service)
+        state, verifier = new_state(), new_code_verifier()
+        await self._states.create(
+            state,
+            conn.link,
+            link.user_id,
+            link.user_email,
+            self._vault.seal(verifier, aad=f"state:{state}").to_doc(),
+            ttl=max(600.0, float(self._settings.connect_link_ttl)),
+        )
+        return authorization_url(
+            service,
+            redirect_uri=self.redirect_uri,
+            state=state,
+            code_verifier=verifier,
+            scopes=conn.scopes,
+        )
+
+    async def complete(self, state: str, code: str, error: str) -> CallbackResult:
+        """The OAuth callback. Raises ``InvalidState`` before anything is exchanged or stored."""
+        if not state:
+            self._metrics.callbacks.inc(outcome="invalid_state")
+            raise InvalidState("The sign-in answer has no state.")
+        pending = await self._states.consume(state)
+        if pending is None:
+            self._metrics.callbacks.inc(outcome="invalid_state")
+            raise InvalidState("This sign-in answer is unknown, was used already, or expired.")
+        conn = await self._connections.get(pending.link)
+        if conn is None:
+            self._metrics.callbacks.inc(outcome="invalid_state")
+            raise InvalidState("The connection was deleted while you were signing in.")
+        if error:
+            self._metrics.callbacks.inc(outcome="denied")
+            await self._notifier.notify(
+                [pending.user_id],
+                text(
+                    f"You did not allow access to *{conn.name}*, so nothing was connected."
+                    " Files I kept for you stay kept; say `connect` to try again."
+                ),
+            )
+            return CallbackResult(
+                200, "Access not allowed", "You did not allow access. Nothing was connected."
+            )
+        if not code:
+            self._metrics.callbacks.inc(outcome="invalid_request")
+            raise InvalidState("The sign-in answer has no code.")
+        service = await self._catalog.oauth_service(conn.service)
+        verifier = self._vault.open(Sealed.from_doc(pending.verifier), aad=f"state:{state}")
+        try:
+            tokens = await self._oauth.exchange_code(
+                service, code=code, redirect_uri=self.redirect_uri, code_verifier=verifier
+            )
+            account = await self._oauth.fetch_account(service, tokens.access_token.reveal())
+        except (OAuthError, ProviderError) as err:
+            self._metrics.callbacks.inc(outcome="provider_error")
+            log.warning("code exchange for %s failed: %s", conn.link, type(err).__name__)
+            return CallbackResult(
+                502,
+                "Could not connect",
+                f"{service.name} did not accept the sign-in. Ask the bot for a"
+                " new link and try again.",
+            )
+        who = account.email or account.name or account.id or "your account"
+        if self._settings.verify_linking:
+            code6 = f"{secrets.randbelow(10**6):06d}"
+            await self._store(
+                conn,
+                pending.user_id,
+                pending.user_email,
+                tokens,
+                account.__dict__,
+                status=PENDING,
+                pending={
+                    "code_hash": _code_hash(code6, conn.link, pending.user_id),
+                    "expires_at": time.time() + LINKING_WINDOW,
+                    "tries": 0,
+                },
+            )
+            self._metrics.callbacks.inc(outcome="pending")
+            return CallbackResult(
+                200,
+                "One more step",
+                f"Signed in as {who}. Send this code to the bot in chat within"
+                " 5 minutes to finish connecting:",
+                code=code6,
+            )
+        await self._store(
+            conn, pending.user_id, pending.user_email, tokens, account.__dict__, status=CONNECTED
+        )
+        self._metrics.callbacks.inc(outcome="connected")
+        await self._connected(conn, pending.user_id, who)
+        return CallbackResult(
+            200,
+            f"Connected as {who}",
+            f"Connected as {who}. You can close this page and go back to chat.",
+        )
+
+    async def _store(
+        self,
+        conn: Connection,
+        user_id: str,
+        user_email: str,
+        tokens: TokenSet,
+        account: dict[str, str],
+        *,
+        status: str,
+        pending: dict[str, object] | None = None,
+    ) -> Authorization:
+        access = self._vault.seal(tokens.access_token.reveal(), aad=_aad(conn.link, user_id, "a"))
+        refresh = (
+            self._vault.seal(tokens.refresh_token.reveal(), aad=_aad(conn.link, user_id, "r"))
+            if tokens.refresh_token is not None
+            else None
+        )
+        return await self._auths.save(
+            conn.link,
+            user_id,
+            user_email=user_email,
+            status=status,
+            account={k: str(v) for k, v in account.items()},
+            access=access.to_doc(),
+            refresh=refresh.to_doc() if refresh else None,
+            expires_at=tokens.expires_at,
+            scope=tokens.scope,
+            pending=pending,
+        )
+
+    async def _connected(self, conn: Connection, user_id: str, who: str) -> None:
+        await self._notifier.notify([user_id], text(f"Connected as {who} to *{conn.name}*."))
+        for hook in self.on_connected:
+            await hook(conn.link, user_id)
+
+    # -- the linking check --
+
+    async def verify_code(self, user: CliqUser, code: str) -> Message | None:
+        pending = await self._auths.pending_of_user(user.id)
+        if not pending:
+            return None
+        now = time.time()
+        for auth in pending:
+            info = auth.pending or {}
+            conn = await self._connections.get(auth.link)
+            if conn is None:
+                continue
+            if float(info.get("expires_at", 0)) < now:
+                await self.revoke(conn, user.id, forget=True)
+                return text(
+                    "That sign-in waited more than 5 minutes and was discarded."
+                    " Say `connect` to start again."
+                )
+            tries = await self._auths.count_try(auth.link, user.id)
+            expected = str(info.get("code_hash", ""))
+            if hmac.compare_digest(expected, _code_hash(code, auth.link, user.id)) and (
+                await self._auths.activate(auth.link, user.id)
+            ):
+                who = auth.account_email or auth.account_name or "your account"
+                self._metrics.callbacks.inc(outcome="linked")
+                await self._connected(conn, user.id, who)
+                return text(f"Code accepted: your account is linked to *{conn.name}*.")
+            if tries >= LINKING_TRIES:
+                await self.revoke(conn, user.id, forget=True)
+                return text(
+                    "Too many wrong codes: that sign-in was discarded."
+                    " Say `connect` to start again."
+                )
+            return text(f"That code is not right ({LINKING_TRIES - tries} tries left).")
+        return None
+
+    async def discard_expired_pending(self) -> int:
+        """Discard linking checks nobody finished in time, revoking them at the provider."""
+        discarded = 0
+        for auth in await self._auths.expired_pending(time.time()):
+            conn = await self._connections.get(auth.link)
+            if conn is None:
+                await self._auths.delete(auth.link, auth.user_id)
+            else:
+                await self.revoke(conn, auth.user_id, forget=True)
+            discarded += 1
+        return discarded
+
+    # -- tokens for actions --
+
+    def tokens(self, link: str, user_id: str) -> UserTokens:
+        return UserTokens(self, link, user_id)
+
+    async def access_token(self, link: str, user_id: str) -> str:
+        auth = await self._auths.get(link, user_id)
+        if auth is None or not auth.connected or auth.access is None:
+            raise NotAuthorized(f"{user_id} has not connected {link}")
+        if auth.expires_at is not None and auth.expires_at - _REFRESH_MARGIN < time.time():
+            return await self.refresh(link, user_id, rejected=self._open(auth, "a"))
+        return self._open(auth, "a")
+
+    def _open(self, auth: Authorization, part: str) -> str:
+        doc = auth.access if part == "a" else auth.refresh
+        if doc is None:
+            raise NotAuthorized(f"{auth.user_id} has no {part} token for {auth.link}")
+        return self._vault.open(Sealed.from_doc(doc), aad=_aad(auth.link, auth.user_id, part))
+
+    async def refresh(self, link: str, user_id: str, *, rejected: str) -> str:
+        """A fresh access token; at most one refresh at a time for this authorization."""
+        deadline = time.monotonic() + _LEASE_WAIT
+        while True:
+            if await self._auths.take_lease(link, user_id, self._holder, _LEASE_SECONDS):
+                try:
+                    return await self._refresh_holding_lease(link, user_id, rejected)
+                finally:
+                    await self._auths.release_lease(link, user_id, self._holder)
+            await asyncio.sleep(0.1)
+            fresh = await self._fresh_other_than(link, user_id, rejected)
+            if fresh is not None:
+                self._metrics.refreshes.inc(outcome="reused")
+                return fresh
+            if time.monotonic() > deadline:
+                raise ServerError("another process holds the refresh lease for too long")
+
+    async def _fresh_other_than(self, link: str, user_id: str, rejected: str) -> str | None:
+        auth = await self._auths.get(link, user_id)
+        if auth is None or not auth.connected:
+            raise NotAuthorized(f"{user_id} is no longer connected to {link}")
+        current = self._open(auth, "a")
+        near_expiry = (
+            auth.expires_at is not None and auth.expires_at - _REFRESH_MARGIN < time.time()
+        )
+        if current != rejected and not near_expiry:
+            return current
+        return None
+
+    async def _refresh_holding_lease(self, link: str, user_id: str, rejected: str) -> str:
+        fresh = await self._fresh_other_than(link, user_id, rejected)  # re-read after the lease
+        if fresh is not None:
+            self._metrics.refreshes.inc(outcome="reused")
+            return fresh
+        auth = await self._auths.get(link, user_id)
+        assert auth is not None
+        conn = await self._connections.get(link)
+        if conn is None:
+            raise NotAuthorized(f"{link} was deleted")
+        if auth.refresh is None:
+            await self._auths.mark_disconnected(link, user_id)
+            self._metrics.refreshes.inc(outcome="no_refresh_token")
+            raise NotAuthorized(f"{user_id} has no refresh token for {link}")
+        service = await self._catalog.oauth_service(conn.service)
+        try:
+            tokens = await self._oauth.refresh(service, self._open(auth, "r"))
+        except InvalidGrant:
+            await self._auths.mark_disconnected(link, user_id)
+            self._metrics.refreshes.inc(outcome="invalid_grant")
+            log.info("refresh token of %s for %s was rejected; marked disconnected", user_id, link)
+            raise NotAuthorized(f"{user_id} must connect {link} again") from None
+        except BotError:
+            self._metrics.refreshes.inc(outcome="error")
+            raise
+        access = self._vault.seal(tokens.access_token.reveal(), aad=_aad(link, user_id, "a"))
+        refresh = (
+            self._vault.seal(tokens.refresh_token.reveal(), aad=_aad(link, user_id, "r"))
+            if tokens.refresh_token is not None
+            else None
+        )
+        stored = await self._auths.store_refreshed(
+            link,
+            user_id,
+            self._holder,
+            access=access.to_doc(),
+            refresh=refresh.to_doc() if refresh else None,
+            expires_at=tokens.expires_at,
+        )
+        if not stored:
+            raise NotAuthorized(f"{user_id} was disconnected from {link} during a refresh")
+        self._metrics.refreshes.inc(outcome="ok")
+        return tokens.access_token.reveal()
+
+    # -- revoke --
+
+    async def revoke(self, conn: Connection, user_id: str, *, forget: bool) -> RevokeOutcome:
+        auth = await self._auths.get(conn.link, user_id)
+        if auth is None or (auth.access is None and auth.refresh is None):
+            if auth is not None and forget:
+                await self._auths.delete(conn.link, user_id)
+            return RevokeOutcome(had_authorization=False, provider_ok=True)
+        provider_ok = True
+        try:
+            service = await self._catalog.oauth_service(conn.service)
+            await self._oauth.revoke(
+                service,
+                access_token=self._open(auth, "a") if auth.access else None,
+                refresh_token=self._open(auth, "r") if auth.refresh else None,
+            )
+        except BotError as err:
+            provider_ok = False
+            log.warning(
+                "revoking %s for %s at the provider failed: %s",
+                conn.link,
+                user_id,
+                type(err).__name__,
+            )
+        if forget:
+            await self._auths.delete(conn.link, user_id)
+        else:
+            await self._auths.mark_disconnected(conn.link, user_id)
+        return RevokeOutcome(had_authorization=True, provider_ok=provider_ok)
+
+    async def service_of(self, conn: Connection) -> OAuth2Service:
+        return await self._catalog.oauth_service(conn.service)
+
+
+class UserTokens:
+    """The relay's ``TokenSource`` for one authorization."""
+
+    def __init__(self, accounts: AccountService, link: str, user_id: str) -> None:
+        self._accounts = accounts
+        self._link = link
+        self._user_id = user_id
+
+    async def access_token(self) -> str:
+        return await self._accounts.access_token(self._link, self._user_id)
+
+    async def refreshed_token(self, rejected: str) -> str:
+        return await self._accounts.refresh(self._link, self._user_id, rejected=rejected)

@@ -1,0 +1,188 @@
+"""The one error hierarchy of cliqbot.
+
+Every error the application raises on purpose is a :class:`BotError`. Driver and HTTP errors are
+translated at the boundary (``raise StoreUnavailable(...) from exc``) so the layers above never
+see ``pymongo`` or ``aiohttp`` exceptions. Errors carry data, not just text.
+
+    BotError
+    ├── ConfigError                 configuration is invalid; ``problems`` lists every one
+    ├── StoreError                  the database
+    │   ├── StoreUnavailable        MongoDB does not answer (webhook → 503, the sender retries)
+    │   └── EmbeddedStoreError      the embedded server would not start, or died
+    ├── RequestError                an inbound HTTP request is unacceptable
+    │   ├── NotAuthentic            signature missing, wrong or stale (401)
+    │   ├── PayloadTooLarge         body over the limit (413)
+    │   └── BadPayload              malformed JSON or wrong shape (400); ``field`` names the part
+    ├── ChatError                   a chat action cannot be done; the message is shown to the user
+    │   ├── UsageError              malformed command; ``usage`` is shown with it
+    │   ├── NotAllowed              an admin-only action by a non-admin
+    │   ├── NotFound                unknown connection, service, link
+    │   └── Conflict                the action breaks a rule ("revoke it first", "unpublish first")
+    ├── OAuthError                  the OAuth dance failed
+    │   ├── InvalidState            missing, unknown, reused or expired ``state`` (400 page)
+    │   ├── LinkGone                used, unknown or expired connect link (410 page)
+    │   ├── InvalidGrant            the provider rejected a code or refresh token
+    │   └── OAuthProviderError      any other provider failure; ``status`` and ``error`` code
+    ├── ProviderError               a call to a service's API failed
+    │   ├── NotAuthorized           no usable authorization for the credential owner
+    │   ├── TokenExpired            401 expired_access_token (refresh once, retry)
+    │   ├── InvalidToken            401 invalid_access_token / missing_scope
+    │   ├── RateLimited             429; ``retry_after`` seconds
+    │   ├── ServerError             5xx or a lost connection: retry with backoff
+    │   ├── IncorrectOffset         upload session offset mismatch; ``correct_offset``
+    │   ├── ContentHashMismatch     the provider's content hash differs from ours
+    │   └── ApiError                any other 4xx; ``status``, ``summary``
+    ├── VaultError                  a ciphertext cannot be decrypted (unknown key id, tampered)
+    └── SourceError                 an attachment could not be downloaded (expired URL, too large)
+        └── FileTooLarge            over ``BOT_MAX_FILE_BYTES``
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class BotError(Exception):
+    """Base of every error cliqbot raises on purpose."""
+
+
+class ConfigError(BotError):
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+class StoreError(BotError):
+    pass
+
+
+class StoreUnavailable(StoreError):
+    pass
+
+
+class EmbeddedStoreError(StoreError):
+    pass
+
+
+class RequestError(BotError):
+    status = 400
+
+
+class NotAuthentic(RequestError):
+    status = 401
+
+
+class PayloadTooLarge(RequestError):
+    status = 413
+
+
+class BadPayload(RequestError):
+    status = 400
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+class ChatError(BotError):
+    """An action the user asked for cannot be done; ``str(err)`` is shown to them."""
+
+
+class UsageError(ChatError):
+    def __init__(self, message: str, usage: str = "") -> None:
+        self.usage = usage
+        super().__init__(message)
+
+
+class NotAllowed(ChatError):
+    pass
+
+
+class NotFound(ChatError):
+    pass
+
+
+class Conflict(ChatError):
+    pass
+
+
+class OAuthError(BotError):
+    pass
+
+
+class InvalidState(OAuthError):
+    pass
+
+
+class LinkGone(OAuthError):
+    pass
+
+
+class InvalidGrant(OAuthError):
+    pass
+
+
+class OAuthProviderError(OAuthError):
+    def __init__(self, message: str, status: int = 0, error: str = "") -> None:
+        self.status = status
+        self.error = error
+        super().__init__(message)
+
+
+class ProviderError(BotError):
+    pass
+
+
+class NotAuthorized(ProviderError):
+    pass
+
+
+class TokenExpired(ProviderError):
+    pass
+
+
+class InvalidToken(ProviderError):
+    pass
+
+
+class RateLimited(ProviderError):
+    def __init__(self, retry_after: float, message: str = "rate limited") -> None:
+        self.retry_after = retry_after
+        super().__init__(f"{message} (retry after {retry_after:g} s)")
+
+
+class ServerError(ProviderError):
+    def __init__(self, message: str, status: int = 0) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class IncorrectOffset(ProviderError):
+    def __init__(self, correct_offset: int) -> None:
+        self.correct_offset = correct_offset
+        super().__init__(f"incorrect offset, provider expects {correct_offset}")
+
+
+class ContentHashMismatch(ProviderError):
+    pass
+
+
+class ApiError(ProviderError):
+    def __init__(self, message: str, status: int = 0, summary: str = "") -> None:
+        self.status = status
+        self.summary = summary
+        super().__init__(message)
+
+
+class VaultError(BotError):
+    pass
+
+
+class SourceError(BotError):
+    pass
+
+
+class FileTooLarge(SourceError):
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"the file is larger than the limit of {limit} bytes")

@@ -1,0 +1,582 @@
+"""Relay a file of unknown size into Dropbox: resumable, retrying, memory-bounded.
+
+:func:`relay_upload` reads a :class:`ByteSource` once, front to back, and writes it with
+:class:`~bot.providers.dropbox.DropboxClient`:
+
+* It reads up to ``single_upload_limit + 1`` bytes. A file that ends within the limit goes up in
+  one ``/2/files/upload`` request, retried as a unit.
+* Anything larger goes through a sequential upload session. ``start`` carries the first chunk,
+  every ``append`` carries exactly ``chunk_size`` bytes (a multiple of 4 MiB), and ``finish``
+  carries the rest (possibly nothing). Each call sends the ``content_hash`` of its own bytes
+  (that is what Dropbox checks on upload-session calls); the hash of the whole file is computed
+  on the way and compared with the one in the returned metadata. At most one chunk (plus what
+  is already buffered from the first read and one source piece) is in memory.
+* After every committed chunk, :class:`UploadProgress` (session id, offset, and the SHA-256 of
+  each 4 MiB block before the offset) is updated and handed to ``save_progress``. A new process
+  passes the saved progress back in: the source is re-opened at the offset, hashing resumes from
+  the block digests, and the same session continues.
+
+Retries, per request:
+
+* :class:`~bot.errors.TokenExpired`: ``tokens.refreshed_token(rejected)`` once, then the same
+  request again; an expiry straight after a refresh is raised.
+* :class:`~bot.errors.RateLimited`: wait ``retry_after`` (capped at
+  ``RetryPolicy.max_retry_after``) and retry. These waits do not use up the 5xx attempts; they
+  have their own budget of ``2 * max_attempts`` per request, since a 429 is Dropbox telling us
+  exactly when to come back rather than a sign that something is broken.
+* :class:`~bot.errors.ServerError` (5xx, lost connection, timeout): exponential backoff with full
+  jitter, at most ``max_attempts`` attempts, then the last error is raised.
+* :class:`~bot.errors.IncorrectOffset`: Dropbox holds ``correct_offset`` bytes of the session
+  (typically a chunk whose reply was lost did arrive). The relay moves to that offset, keeping
+  the hash right: from the chunk still in memory when it can, otherwise by re-opening the source
+  at the last 4 MiB boundary it has a digest for and re-hashing up to ``correct_offset``.
+* A session Dropbox no longer knows (``not_found``, e.g. expired after 7 days, or ``closed``):
+  start over with a new session from offset 0.
+* Anything else (``InvalidToken``, ``ApiError``, ``ContentHashMismatch``, ``SourceError``,
+  ``FileTooLarge``) is raised.
+
+The metadata Dropbox returns is checked: its ``content_hash`` and ``size`` must be ours, else
+:class:`~bot.errors.ContentHashMismatch`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol, TypeVar
+
+from bot.errors import (
+    ApiError,
+    ContentHashMismatch,
+    FileTooLarge,
+    IncorrectOffset,
+    RateLimited,
+    ServerError,
+    SourceError,
+    TokenExpired,
+)
+from bot.providers.dropbox import DropboxClient, FileMetadata
+from bot.providers.dropbox_wire import BLOCK_SIZE, ContentHasher, content_hash
+
+__all__ = [
+    "ByteSource",
+    "RetryPolicy",
+    "TokenSource",
+    "UploadProgress",
+    "relay_upload",
+]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: How many times one upload may start over with a new session before giving up.
+_MAX_SESSION_RESTARTS: Final = 3
+#: How many ``incorrect_offset`` corrections in a row (without a chunk committed in between).
+_MAX_OFFSET_CORRECTIONS: Final = 3
+
+
+class TokenSource(Protocol):
+    """The access token of one authorization."""
+
+    async def access_token(self) -> str:
+        """The current access token (may refresh proactively)."""
+        ...
+
+    async def refreshed_token(self, rejected: str) -> str:
+        """A fresh token after ``rejected`` came back expired.
+
+        Raises :class:`~bot.errors.InvalidGrant` or :class:`~bot.errors.NotAuthorized` when no
+        fresh token can be had.
+        """
+        ...
+
+
+class ByteSource(Protocol):
+    """A re-openable file: ``open(offset)`` yields its bytes from ``offset`` in any piece sizes.
+
+    May raise :class:`~bot.errors.SourceError`.
+    """
+
+    def open(self, offset: int) -> AbstractAsyncContextManager[AsyncIterator[bytes]]: ...
+
+
+@dataclass
+class UploadProgress:
+    """Where an upload session stands; stored (``to_dict``) so another process can resume it."""
+
+    session_id: str | None = None
+    #: Bytes Dropbox has committed in the session.
+    offset: int = 0
+    #: Hex SHA-256 of each complete 4 MiB block before ``offset``.
+    block_digests: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "offset": self.offset,
+            "block_digests": list(self.block_digests),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> UploadProgress:
+        session_id = data.get("session_id")
+        offset = data.get("offset", 0)
+        digests = data.get("block_digests", [])
+        if session_id is not None and not isinstance(session_id, str):
+            raise ValueError("session_id must be a string or None")
+        if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+            raise ValueError("offset must be a non-negative integer")
+        if not isinstance(digests, list) or not all(isinstance(d, str) for d in digests):
+            raise ValueError("block_digests must be a list of hex strings")
+        return cls(session_id=session_id, offset=offset, block_digests=list(digests))
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Attempts per request for 5xx/lost connections, and how long to wait between them."""
+
+    max_attempts: int = 6
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+    max_retry_after: float = 300.0
+
+    def backoff(self, attempt: int) -> float:
+        """Delay before retry number ``attempt + 1``: exponential with full jitter."""
+        ceiling = min(self.max_delay, self.base_delay * 2 ** min(attempt, 62))
+        return random.uniform(0, ceiling)  # jitter, not cryptography
+
+
+async def relay_upload(
+    client: DropboxClient,
+    tokens: TokenSource,
+    source: ByteSource,
+    path: str,
+    *,
+    progress: UploadProgress | None = None,
+    save_progress: Callable[[UploadProgress], Awaitable[None]] | None = None,
+    on_bytes: Callable[[int], None] | None = None,
+    max_bytes: int | None = None,
+    policy: RetryPolicy = RetryPolicy(),  # noqa: B008 - frozen, so sharing it is safe
+    chunk_size: int = 8 * 1024 * 1024,
+    single_upload_limit: int = 32 * 1024 * 1024,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> FileMetadata:
+    """Upload ``source`` to ``path`` (``mode=add``, ``autorename=true``); see the module doc.
+
+    ``progress`` is updated in place after every committed chunk and then passed to
+    ``save_progress``; pass a saved one back to resume its session. ``on_bytes`` gets the total
+    bytes committed so far. ``max_bytes`` is enforced while reading, before more is sent.
+    """
+    if chunk_size <= 0 or chunk_size % BLOCK_SIZE:
+        raise ValueError(f"chunk_size must be a positive multiple of {BLOCK_SIZE}")
+    if single_upload_limit < 0:
+        raise ValueError("single_upload_limit must not be negative")
+    if policy.max_attempts < 1:
+        raise ValueError("policy.max_attempts must be at least 1")
+    relay = _Relay(
+        client=client,
+        tokens=tokens,
+        source=source,
+        path=path,
+        progress=progress if progress is not None else UploadProgress(),
+        save_progress=save_progress,
+        on_bytes=on_bytes,
+        max_bytes=max_bytes,
+        policy=policy,
+        chunk_size=chunk_size,
+        single_upload_limit=single_upload_limit,
+        sleep=sleep,
+    )
+    try:
+        return await relay.run()
+    finally:
+        await relay.close()
+
+
+class _Reader:
+    """Reads exact amounts from a source iterator; knows its absolute position."""
+
+    def __init__(self, pieces: AsyncIterator[bytes], position: int, max_bytes: int | None) -> None:
+        self._pieces = pieces
+        self._pending: deque[memoryview] = deque()
+        self._pending_len = 0
+        self._fetched_to = position  # absolute offset just past the last byte taken from _pieces
+        self._max_bytes = max_bytes
+        self._eof = False
+        self.position = position  # absolute offset of the next byte read() returns
+
+    async def _fetch(self) -> bool:
+        """Pull one more piece into ``_pending``; False at the end of the source."""
+        if self._eof:
+            return False
+        while True:
+            try:
+                piece = await anext(self._pieces)
+            except StopAsyncIteration:
+                self._eof = True
+                return False
+            if piece:
+                break
+        self._fetched_to += len(piece)
+        if self._max_bytes is not None and self._fetched_to > self._max_bytes:
+            raise FileTooLarge(self._max_bytes)
+        self._pending.append(memoryview(piece).cast("B"))
+        self._pending_len += len(piece)
+        return True
+
+    def _take(self, n: int) -> list[memoryview]:
+        taken: list[memoryview] = []
+        while n > 0 and self._pending:
+            head = self._pending[0]
+            if len(head) <= n:
+                taken.append(self._pending.popleft())
+                n -= len(head)
+            else:
+                taken.append(head[:n])
+                self._pending[0] = head[n:]
+                n = 0
+        got = sum(len(view) for view in taken)
+        self._pending_len -= got
+        self.position += got
+        return taken
+
+    async def read(self, n: int) -> bytes:
+        """Exactly ``n`` bytes, or fewer only at the end of the source."""
+        while self._pending_len < n and await self._fetch():
+            pass
+        taken = self._take(n)
+        if len(taken) == 1:
+            whole = taken[0].obj
+            if isinstance(whole, bytes) and len(whole) == len(taken[0]):
+                return whole  # a whole piece from the source: no copy
+        return b"".join(taken)
+
+    async def peek_ends_within(self, limit: int) -> bool:
+        """Buffer up to ``limit + 1`` bytes; True if the source ends within ``limit``."""
+        while self._pending_len <= limit:
+            if not await self._fetch():
+                return True
+        return False
+
+    async def hash_through(self, n: int, hasher: ContentHasher) -> None:
+        """Read ``n`` bytes into ``hasher`` without keeping them."""
+        while n > 0:
+            if not self._pending and not await self._fetch():
+                raise SourceError(
+                    "the file ended before the offset Dropbox reports; did it change?"
+                )
+            for view in self._take(min(n, len(self._pending[0]))):
+                hasher.update(view)
+                n -= len(view)
+
+    def unread(self, data: bytes) -> None:
+        """Put ``data`` (the bytes just before ``position``) back in front."""
+        if data:
+            self._pending.appendleft(memoryview(data).cast("B"))
+            self._pending_len += len(data)
+            self.position -= len(data)
+
+
+class _SessionGone(Exception):
+    """The upload session is unknown to Dropbox (expired or closed): start over."""
+
+    def __init__(self, error: ApiError) -> None:
+        self.error = error
+        super().__init__(str(error))
+
+
+def _session_gone(error: ApiError) -> bool:
+    parts = error.summary.split("/")
+    return error.status == 409 and bool(
+        {"not_found", "closed"} & {part.strip(".") for part in parts[:2]}
+    )
+
+
+class _Relay:
+    def __init__(
+        self,
+        *,
+        client: DropboxClient,
+        tokens: TokenSource,
+        source: ByteSource,
+        path: str,
+        progress: UploadProgress,
+        save_progress: Callable[[UploadProgress], Awaitable[None]] | None,
+        on_bytes: Callable[[int], None] | None,
+        max_bytes: int | None,
+        policy: RetryPolicy,
+        chunk_size: int,
+        single_upload_limit: int,
+        sleep: Callable[[float], Awaitable[None]],
+    ) -> None:
+        self._client = client
+        self._tokens = tokens
+        self._source = source
+        self._path = path
+        self._progress = progress
+        self._save_progress = save_progress
+        self._on_bytes = on_bytes
+        self._max_bytes = max_bytes
+        self._policy = policy
+        self._chunk_size = chunk_size
+        self._single_upload_limit = single_upload_limit
+        self._sleep = sleep
+        self._stack = AsyncExitStack()
+        self._reader: _Reader | None = None
+        self._hasher = ContentHasher()
+
+    async def close(self) -> None:
+        self._reader = None
+        await self._stack.aclose()
+
+    async def _open(self, offset: int) -> _Reader:
+        await self.close()
+        self._stack = AsyncExitStack()
+        pieces = await self._stack.enter_async_context(self._source.open(offset))
+        self._reader = _Reader(pieces, offset, self._max_bytes)
+        return self._reader
+
+    async def run(self) -> FileMetadata:
+        if self._progress.session_id is not None:
+            logger.info(
+                "resuming upload session at offset %s (%s blocks hashed)",
+                self._progress.offset,
+                len(self._progress.block_digests),
+            )
+            await self._reposition(self._progress.offset)
+            return await self._upload_session()
+        reader = await self._open(0)
+        if await reader.peek_ends_within(self._single_upload_limit):
+            return await self._upload_single(await reader.read(self._single_upload_limit))
+        return await self._upload_session()
+
+    # -- single request ------------------------------------------------------------------------
+
+    async def _upload_single(self, data: bytes) -> FileMetadata:
+        expected = content_hash(data)
+        path = self._path
+
+        def upload(token: str) -> Awaitable[FileMetadata]:
+            return self._client.upload(token, path, data, content_hash=expected)
+
+        meta = await self._call("upload", upload)
+        self._check(meta, expected, len(data))
+        self._report(len(data))
+        return meta
+
+    # -- upload session --------------------------------------------------------------------------
+
+    async def _upload_session(self) -> FileMetadata:
+        restarts = 0
+        while True:
+            try:
+                return await self._session_pass()
+            except _SessionGone as gone:
+                restarts += 1
+                if restarts > _MAX_SESSION_RESTARTS:
+                    raise gone.error from None
+                logger.warning(
+                    "upload session is gone (%s); starting over (%s of %s)",
+                    gone.error.summary,
+                    restarts,
+                    _MAX_SESSION_RESTARTS,
+                )
+                self._progress.session_id = None
+                self._progress.offset = 0
+                self._progress.block_digests = []
+                self._hasher = ContentHasher()
+                await self._open(0)
+                await self._save()
+
+    async def _session_pass(self) -> FileMetadata:
+        """Send chunks from the current offset to the end; ``_SessionGone`` to start over."""
+        progress = self._progress
+        corrections = 0
+        while True:
+            reader = self._reader
+            assert reader is not None
+            offset = progress.offset
+            # Up to the next multiple of chunk_size: exactly chunk_size unless an offset
+            # correction left us off the grid, in which case this re-aligns.
+            want = self._chunk_size - offset % self._chunk_size
+            chunk = await reader.read(want)
+            last = len(chunk) < want
+            try:
+                if last:
+                    return await self._finish(offset, chunk)
+                await self._append(offset, chunk)
+            except IncorrectOffset as exc:
+                corrections += 1
+                if corrections > _MAX_OFFSET_CORRECTIONS:
+                    raise
+                await self._correct(offset, chunk, exc.correct_offset)
+                continue
+            corrections = 0
+            await self._commit(offset + len(chunk))
+
+    async def _append(self, offset: int, chunk: bytes) -> None:
+        """Send ``chunk`` at ``offset`` (starting the session if needed); hash it in on success."""
+        progress = self._progress
+        session_id = progress.session_id
+        chunk_hasher = ContentHasher()
+        chunk_hasher.update(chunk)
+        chunk_hash = chunk_hasher.hexdigest()
+        if session_id is None:
+
+            def start(token: str) -> Awaitable[str]:
+                return self._client.session_start(token, chunk, content_hash=chunk_hash)
+
+            progress.session_id = await self._call("upload_session/start", start)
+            logger.debug("started an upload session")
+        else:
+
+            def append(token: str) -> Awaitable[None]:
+                return self._client.session_append(
+                    token, session_id, offset, chunk, content_hash=chunk_hash
+                )
+
+            await self._call_in_session("upload_session/append_v2", append)
+        self._hash_in(chunk, chunk_hasher)
+
+    def _hash_in(self, chunk: bytes, chunk_hasher: ContentHasher) -> None:
+        """Add a sent chunk to the whole file's hash, reusing its block digests when aligned."""
+        if self._hasher.size % BLOCK_SIZE == 0 and len(chunk) % BLOCK_SIZE == 0:
+            digests = self._hasher.block_digests() + chunk_hasher.block_digests()
+            self._hasher = ContentHasher.from_block_digests(digests)
+        else:
+            self._hasher.update(chunk)
+
+    async def _finish(self, offset: int, chunk: bytes) -> FileMetadata:
+        progress = self._progress
+        if progress.session_id is None:
+            # The whole file is shorter than one chunk (only with a tiny single_upload_limit).
+            await self._append(0, b"")
+        session_id = progress.session_id
+        assert session_id is not None
+        whole = self._hasher.copy()  # self._hasher stays at `offset` in case of a correction
+        whole.update(chunk)
+        expected = whole.hexdigest()
+        # Dropbox checks the finish call's content_hash against the bytes of that call; the
+        # whole file's hash comes back in the metadata, checked below.
+        chunk_hash = content_hash(chunk)
+        total = offset + len(chunk)
+        path = self._path
+
+        def finish(token: str) -> Awaitable[FileMetadata]:
+            return self._client.session_finish(
+                token, session_id, offset, chunk, path=path, content_hash=chunk_hash
+            )
+
+        meta = await self._call_in_session("upload_session/finish", finish)
+        self._check(meta, expected, total)
+        self._report(total)
+        return meta
+
+    async def _commit(self, offset: int) -> None:
+        progress = self._progress
+        progress.offset = offset
+        progress.block_digests = self._hasher.block_digests()
+        self._report(offset)
+        await self._save()
+
+    async def _correct(self, offset: int, chunk: bytes, target: int) -> None:
+        """Move to ``target``, the offset Dropbox holds, with the hash kept right."""
+        logger.warning("Dropbox holds %s bytes of the session, not %s; continuing", target, offset)
+        reader = self._reader
+        assert reader is not None
+        if offset < target <= offset + len(chunk):
+            # The common case: the chunk arrived but its reply was lost (or a resumed upload's
+            # progress was saved one chunk late). Those bytes are still in memory.
+            self._hasher.update(memoryview(chunk)[: target - offset])
+            reader.unread(chunk[target - offset :])
+            await self._commit(target)
+            return
+        await self._reposition(target)
+        await self._save()
+
+    async def _reposition(self, target: int) -> None:
+        """Re-open the source so that the hasher covers ``[0, target)`` and reading goes on there.
+
+        Hashing resumes from the last saved block digest at or before ``target``; the bytes from
+        there up to ``target`` are read again and hashed, not sent.
+        """
+        progress = self._progress
+        blocks = min(len(progress.block_digests), target // BLOCK_SIZE)
+        start = blocks * BLOCK_SIZE
+        self._hasher = ContentHasher.from_block_digests(progress.block_digests[:blocks])
+        reader = await self._open(start)
+        await reader.hash_through(target - start, self._hasher)
+        progress.offset = target
+        progress.block_digests = self._hasher.block_digests()
+        self._report(target)
+
+    # -- plumbing ----------------------------------------------------------------------------------
+
+    async def _save(self) -> None:
+        if self._save_progress is not None:
+            await self._save_progress(self._progress)
+
+    def _report(self, committed: int) -> None:
+        if self._on_bytes is not None:
+            self._on_bytes(committed)
+
+    def _check(self, meta: FileMetadata, expected: str, size: int) -> None:
+        if meta.content_hash != expected:
+            raise ContentHashMismatch(
+                f"Dropbox stored content_hash {meta.content_hash}, expected {expected}"
+            )
+        if meta.size != size:
+            raise ContentHashMismatch(f"Dropbox stored {meta.size} bytes, expected {size}")
+
+    async def _call_in_session(self, what: str, op: Callable[[str], Awaitable[T]]) -> T:
+        try:
+            return await self._call(what, op)
+        except ApiError as exc:
+            if _session_gone(exc):
+                raise _SessionGone(exc) from exc
+            raise
+
+    async def _call(self, what: str, op: Callable[[str], Awaitable[T]]) -> T:
+        """One request with the retry rules of the module doc."""
+        policy = self._policy
+        server_attempts = 0
+        rate_limited = 0
+        just_refreshed = False
+        token = await self._tokens.access_token()
+        while True:
+            try:
+                return await op(token)
+            except TokenExpired:
+                if just_refreshed:
+                    raise
+                logger.info("%s: access token expired; refreshing", what)
+                token = await self._tokens.refreshed_token(token)
+                just_refreshed = True
+                continue
+            except RateLimited as exc:
+                rate_limited += 1
+                if rate_limited > 2 * policy.max_attempts:
+                    raise
+                delay = min(max(exc.retry_after, 0.0), policy.max_retry_after)
+                logger.warning("%s: rate limited; retrying in %.1f s", what, delay)
+            except ServerError as exc:
+                server_attempts += 1
+                if server_attempts >= policy.max_attempts:
+                    raise
+                delay = policy.backoff(server_attempts - 1)
+                logger.warning(
+                    "%s: %s; retry %s of %s in %.2f s",
+                    what,
+                    exc,
+                    server_attempts,
+                    policy.max_attempts - 1,
+                    delay,
+                )
+            just_refreshed = False
+            await self._sleep(delay)

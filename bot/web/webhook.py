@@ -1,0 +1,106 @@
+"""``POST /cliq/webhook`` (CONTRACT §4): authenticity on the raw body, dedupe, dispatch, reply."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from bot.cliq.events import parse_event
+from bot.cliq.signing import verify_cliq_rsa, verify_hmac
+from bot.errors import BadPayload, NotAuthentic, PayloadTooLarge
+from bot.keys import METRICS, RUNTIME, SETTINGS
+from handlers.router import dispatch
+
+log = logging.getLogger(__name__)
+
+routes = web.RouteTableDef()
+
+MAX_BODY = 1024 * 1024
+_DUPLICATE_WAIT = 2.0
+
+
+async def _read_body(request: web.Request) -> bytes:
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise PayloadTooLarge("the body is larger than 1 MiB")
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise PayloadTooLarge("the body is larger than 1 MiB")
+    return bytes(body)
+
+
+def _authenticate(request: web.Request, body: bytes) -> str:
+    """The scheme that vouched for ``body``; raises ``NotAuthentic``."""
+    settings = request.app[SETTINGS]
+    runtime = request.app[RUNTIME]
+    signature = request.headers.get("X-Bot-Signature")
+    if settings.webhook_secret and signature is not None:
+        if verify_hmac(
+            settings.webhook_secret.reveal(),
+            request.headers.get("X-Bot-Timestamp"),
+            signature,
+            body,
+            time.time(),
+        ):
+            return "hmac"
+        raise NotAuthentic("bad or stale HMAC signature")
+    cliq_signature = request.headers.get("X-Cliq-Signature")
+    key = runtime.services.cliq_public_key
+    if key is not None and cliq_signature is not None:
+        if verify_cliq_rsa(key, cliq_signature, body):
+            return "cliq"
+        raise NotAuthentic("bad Cliq signature")
+    raise NotAuthentic("the request is not signed")
+
+
+@routes.post("/cliq/webhook")
+async def webhook(request: web.Request) -> web.Response:
+    started = time.perf_counter()
+    metrics = request.app[METRICS]
+    services = request.app[RUNTIME].services
+    body = await _read_body(request)
+    _authenticate(request, body)
+    event = parse_event(body)
+    label = event.handler or "unknown"
+    previous = await services.events.claim(event.identity)
+    if previous is not None:
+        reply = previous.reply or await services.events.wait_reply(event.identity, _DUPLICATE_WAIT)
+        metrics.events.inc(handler=label, outcome="duplicate")
+        if reply is None:
+            reply = {"text": "I got this already and am still working on it."}
+        return web.json_response({"output": reply})
+    message, outcome = await dispatch(services.router, event, services.context)
+    reply = message.to_dict()
+    await services.events.complete(event.identity, reply)
+    metrics.events.inc(handler=label, outcome=outcome)
+    metrics.event_latency.observe(time.perf_counter() - started, handler=label)
+    return web.json_response({"output": reply})
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Error mapping for JSON endpoints: domain errors → status codes, the rest → 500 + log."""
+    from bot.errors import RequestError, StoreUnavailable
+
+    try:
+        return await handler(request)
+    except RequestError as err:
+        if isinstance(err, NotAuthentic | PayloadTooLarge | BadPayload):
+            request.app[METRICS].events.inc(handler="unknown", outcome=f"http_{err.status}")
+        body: dict[str, object] = {"error": str(err)}
+        if isinstance(err, BadPayload) and err.field:
+            body["field"] = err.field
+        return web.json_response(body, status=err.status)
+    except StoreUnavailable:
+        log.warning(
+            "the database is not answering; %s %s answered 503", request.method, request.path
+        )
+        return web.json_response(
+            {"error": "the database is not answering; retry later"},
+            status=503,
+            headers={"Retry-After": "5"},
+        )

@@ -1,0 +1,14 @@
+"""Chat behaviour: one module per feature, each exporting a ``router``."""
+
+from __future__ import annotations
+
+from handlers import buttons, chat, commands, files, welcome
+from handlers.router import Router
+
+
+def build_router() -> Router:
+    """The bot's router; order matters where filters overlap (first match wins)."""
+    root = Router("cliqbot")
+    for feature in (welcome, commands, files, chat, buttons):
+        root.include(feature.router)
+    return root

@@ -1,0 +1,96 @@
+"""What handlers depend on, as typed protocols, plus the context dataclass that carries them.
+
+Handlers never import aiohttp: everything that talks HTTP is reached through these protocols,
+implemented in ``bot/`` and wired in ``create_app``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from bot.cliq.events import Attachment, CliqUser, Event
+from bot.cliq.messages import Message
+from bot.config import Settings
+from storage.authorizations import Authorizations
+from storage.connections import AuditLog, Connection, Connections
+
+
+@dataclass(frozen=True)
+class ServiceInfo:
+    name: str
+    kind: str
+    scopes: tuple[str, ...]
+    default: bool
+
+
+class ServiceCatalog(Protocol):
+    async def all(self) -> list[ServiceInfo]: ...
+    async def info(self, name: str) -> ServiceInfo | None: ...
+    async def add_custom(
+        self, name: str, options: dict[str, str], created_by: str
+    ) -> ServiceInfo: ...
+    async def remove_custom(self, name: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class RevokeOutcome:
+    had_authorization: bool
+    provider_ok: bool
+
+
+class Accounts(Protocol):
+    """The OAuth side: connect links, revocation, the linking check."""
+
+    async def connect_url(self, conn: Connection, user: CliqUser) -> str: ...
+    async def revoke(self, conn: Connection, user_id: str, *, forget: bool) -> RevokeOutcome: ...
+    async def verify_code(self, user: CliqUser, code: str) -> Message | None: ...
+
+
+@dataclass(frozen=True)
+class Intake:
+    """What happened to one attachment, for the reply."""
+
+    line: str
+    needs_connect: bool = False
+
+
+class Files(Protocol):
+    """The file flow (CONTRACT §7)."""
+
+    async def accept(
+        self, event: Event, attachment: Attachment, conn: Connection, credential_user: str
+    ) -> Intake: ...
+    async def status_lines(self, user_id: str) -> list[str]: ...
+    async def waiting_count(self, link: str) -> int: ...
+    async def retry(self, user_id: str, job_id: str) -> str: ...
+    async def cancel(self, user_id: str, job_id: str) -> str: ...
+
+
+class Notifier(Protocol):
+    async def notify(self, user_ids: Sequence[str], message: Message) -> None: ...
+
+
+@dataclass(frozen=True)
+class Context:
+    settings: Settings
+    services: ServiceCatalog
+    connections: Connections
+    authorizations: Authorizations
+    audit: AuditLog
+    accounts: Accounts
+    files: Files
+
+    def is_admin(self, user: CliqUser) -> bool:
+        """``BOT_ADMINS`` (by id or email) or a verified payload saying ``"admin": true``."""
+        admins = self.settings.admins
+        return (
+            user.admin
+            or user.id.lower() in admins
+            or (bool(user.email) and user.email.lower() in admins)
+        )
+
+    def credential_user(self, conn: Connection, user_id: str) -> str:
+        """Whose credentials an action on ``conn`` uses: the sender's when the switch is on."""
+        return user_id if conn.login_user_credentials else conn.owner_id

@@ -1,0 +1,323 @@
+"""Durable upload jobs, per-account write locks, and kept files (GridFS).
+
+A job's ``_id`` is ``{sender}:{attachment id}``: the same attachment delivered twice makes one
+job. Jobs are claimed with a lease, so any of several ``serve`` processes can run them and none
+runs one twice; a job whose holder died is claimed again once its lease lapses. An account lock
+(one per credential owner of a connection) keeps to one write at a time per Dropbox account.
+
+States::
+
+    keep ──(downloaded into the store)──▶ waiting ──(user connects)──▶ queued
+    queued ──▶ done | failed | keep (authorization lost: file kept, user prompted)
+    waiting ──(7 days)──▶ expired          any ──▶ cancelled
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bson import ObjectId
+from gridfs import AsyncGridFSBucket
+from gridfs.errors import NoFile
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from storage.base import Database, Doc, store_call
+
+KEEP = "keep"
+WAITING = "waiting"
+QUEUED = "queued"
+DONE = "done"
+FAILED = "failed"
+EXPIRED = "expired"
+CANCELLED = "cancelled"
+ACTIVE = (KEEP, WAITING, QUEUED)
+
+
+def job_id(sender_id: str, attachment_id: str) -> str:
+    return f"{sender_id}:{attachment_id}"
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    sender_id: str
+    connection: str
+    credential_user: str
+    name: str
+    url: str
+    state: str
+    seq: int
+    size: int | None
+    kept_file: ObjectId | None
+    progress: Mapping[str, Any]
+    attempts: int
+    created_at: datetime
+    result: Mapping[str, Any] | None
+    error: str
+
+    @property
+    def account_key(self) -> str:
+        return f"{self.connection}:{self.credential_user}"
+
+
+def _job(doc: Doc) -> Job:
+    return Job(
+        id=doc["_id"],
+        sender_id=doc["sender_id"],
+        connection=doc["connection"],
+        credential_user=doc["credential_user"],
+        name=doc["name"],
+        url=doc.get("url", ""),
+        state=doc["state"],
+        seq=int(doc.get("seq", 0)),
+        size=doc.get("size"),
+        kept_file=doc.get("kept_file"),
+        progress=doc.get("progress") or {},
+        attempts=int(doc.get("attempts", 0)),
+        created_at=doc["created_at"],
+        result=doc.get("result"),
+        error=doc.get("error", ""),
+    )
+
+
+class UploadJobs:
+    def __init__(self, db: Database) -> None:
+        self._col = db["upload_jobs"]
+        self._locks = db["upload_locks"]
+        self._seq = db["counters"]
+        self.kept = AsyncGridFSBucket(db, bucket_name="kept_files")
+
+    async def ensure_indexes(self) -> None:
+        await self._col.create_index([("state", 1), ("seq", 1)])
+        await self._col.create_index([("connection", 1), ("credential_user", 1), ("state", 1)])
+        await self._col.create_index([("sender_id", 1), ("state", 1)])
+
+    async def _next_seq(self) -> int:
+        doc = await self._seq.find_one_and_update(
+            {"_id": "upload_jobs"},
+            {"$inc": {"value": 1}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        assert doc is not None
+        return int(doc["value"])
+
+    @store_call
+    async def create(
+        self,
+        *,
+        sender_id: str,
+        attachment_id: str,
+        connection: str,
+        credential_user: str,
+        name: str,
+        url: str,
+        state: str,
+    ) -> Job | None:
+        """The new job, or ``None`` if this attachment already has one."""
+        doc: Doc = {
+            "_id": job_id(sender_id, attachment_id),
+            "sender_id": sender_id,
+            "connection": connection,
+            "credential_user": credential_user,
+            "name": name,
+            "url": url,
+            "state": state,
+            "seq": await self._next_seq(),
+            "size": None,
+            "kept_file": None,
+            "progress": {},
+            "attempts": 0,
+            "created_at": datetime.now(UTC),
+            "not_before": datetime.now(UTC),
+        }
+        try:
+            await self._col.insert_one(doc)
+        except DuplicateKeyError:
+            return None
+        return _job(doc)
+
+    @store_call
+    async def get(self, jid: str) -> Job | None:
+        doc = await self._col.find_one({"_id": jid})
+        return _job(doc) if doc else None
+
+    # -- claiming --
+
+    @store_call
+    async def claim(self, holder: str, lease: float, states: tuple[str, ...]) -> Job | None:
+        """Lease the oldest runnable job in ``states`` whose account is free; lock the account."""
+        now = datetime.now(UTC)
+        runnable = {
+            "state": {"$in": list(states)},
+            "not_before": {"$lte": now},
+            "$or": [{"lease": None}, {"lease.until": {"$lt": now}}],
+        }
+        tried: set[str] = set()
+        async for doc in self._col.find(runnable).sort("seq", 1).limit(50):
+            key = f"{doc['connection']}:{doc['credential_user']}"
+            if key in tried:
+                continue  # only an account's oldest job may go first
+            tried.add(key)
+            if doc["state"] == QUEUED and not await self._lock(key, holder, lease):
+                continue
+            claimed = await self._col.find_one_and_update(
+                {"_id": doc["_id"], **runnable},
+                {"$set": {"lease": {"holder": holder, "until": now + timedelta(seconds=lease)}}},
+                return_document=ReturnDocument.AFTER,
+            )
+            if claimed is not None:
+                return _job(claimed)
+            if doc["state"] == QUEUED:
+                await self.unlock(key, holder)
+        return None
+
+    async def _lock(self, key: str, holder: str, lease: float) -> bool:
+        now = datetime.now(UTC)
+        try:
+            await self._locks.find_one_and_update(
+                {"_id": key, "$or": [{"until": {"$lt": now}}, {"holder": holder}]},
+                {"$set": {"holder": holder, "until": now + timedelta(seconds=lease)}},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            return False  # someone else holds a live lock on this account
+        return True
+
+    @store_call
+    async def unlock(self, key: str, holder: str) -> None:
+        await self._locks.delete_one({"_id": key, "holder": holder})
+
+    @store_call
+    async def renew(self, job: Job, holder: str, lease: float) -> bool:
+        until = datetime.now(UTC) + timedelta(seconds=lease)
+        result = await self._col.update_one(
+            {"_id": job.id, "lease.holder": holder}, {"$set": {"lease.until": until}}
+        )
+        await self._locks.update_one(
+            {"_id": job.account_key, "holder": holder}, {"$set": {"until": until}}
+        )
+        return result.modified_count == 1
+
+    @store_call
+    async def save_progress(self, job: Job, holder: str, progress: Mapping[str, Any]) -> None:
+        await self._col.update_one(
+            {"_id": job.id, "lease.holder": holder}, {"$set": {"progress": dict(progress)}}
+        )
+
+    @store_call
+    async def set_size(self, jid: str, size: int) -> None:
+        await self._col.update_one({"_id": jid}, {"$set": {"size": size}})
+
+    @store_call
+    async def finish(self, job: Job, holder: str, state: str, **fields: Any) -> bool:
+        """Move a leased job to ``state``, drop its lease and its account lock."""
+        result = await self._col.update_one(
+            {"_id": job.id, "lease.holder": holder},
+            {"$set": {"state": state, "lease": None, **fields}},
+        )
+        await self.unlock(job.account_key, holder)
+        return result.modified_count == 1
+
+    @store_call
+    async def postpone(self, job: Job, holder: str, seconds: float, error: str) -> None:
+        await self._col.update_one(
+            {"_id": job.id, "lease.holder": holder},
+            {
+                "$set": {
+                    "lease": None,
+                    "error": error,
+                    "not_before": datetime.now(UTC) + timedelta(seconds=seconds),
+                },
+                "$inc": {"attempts": 1},
+            },
+        )
+        await self.unlock(job.account_key, holder)
+
+    # -- user-facing transitions --
+
+    @store_call
+    async def release_waiting(self, connection: str, credential_user: str) -> int:
+        """The credential owner connected: every waiting file of theirs goes to the queue."""
+        result = await self._col.update_many(
+            {"connection": connection, "credential_user": credential_user, "state": WAITING},
+            {"$set": {"state": QUEUED, "not_before": datetime.now(UTC), "attempts": 0}},
+        )
+        return result.modified_count
+
+    @store_call
+    async def requeue(self, jid: str, sender_id: str) -> bool:
+        result = await self._col.update_one(
+            {"_id": jid, "sender_id": sender_id, "state": FAILED},
+            {
+                "$set": {
+                    "state": QUEUED,
+                    "not_before": datetime.now(UTC),
+                    "attempts": 0,
+                    "progress": {},
+                }
+            },
+        )
+        return result.modified_count == 1
+
+    @store_call
+    async def cancel(self, jid: str, sender_id: str) -> Job | None:
+        doc = await self._col.find_one_and_update(
+            {
+                "_id": jid,
+                "sender_id": sender_id,
+                "state": {"$in": [*ACTIVE, FAILED]},
+                "lease": None,
+            },
+            {"$set": {"state": CANCELLED}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return _job(doc) if doc else None
+
+    @store_call
+    async def of_sender(self, sender_id: str, states: tuple[str, ...]) -> list[Job]:
+        cursor = self._col.find({"sender_id": sender_id, "state": {"$in": list(states)}})
+        return [_job(d) async for d in cursor.sort("seq", 1)]
+
+    @store_call
+    async def count(self, connection: str, states: tuple[str, ...]) -> int:
+        return await self._col.count_documents(
+            {"connection": connection, "state": {"$in": list(states)}}
+        )
+
+    @store_call
+    async def kept_older_than(self, cutoff: datetime) -> list[Job]:
+        cursor = self._col.find({"state": WAITING, "created_at": {"$lt": cutoff}, "lease": None})
+        return [_job(d) async for d in cursor]
+
+    @store_call
+    async def expire(self, job: Job) -> bool:
+        result = await self._col.update_one(
+            {"_id": job.id, "state": WAITING, "lease": None}, {"$set": {"state": EXPIRED}}
+        )
+        return result.modified_count == 1
+
+    # -- kept bytes --
+
+    async def delete_kept(self, file_id: ObjectId | None) -> None:
+        if file_id is None:
+            return
+        with contextlib.suppress(NoFile):
+            await self.kept.delete(file_id)
+
+    async def read_kept(self, file_id: ObjectId, offset: int) -> AsyncIterator[bytes]:
+        stream = await self.kept.open_download_stream(file_id)
+        try:
+            await stream.seek(offset)
+            while True:
+                chunk = await stream.readchunk()
+                if not chunk:
+                    return
+                yield chunk
+        finally:
+            await stream.close()

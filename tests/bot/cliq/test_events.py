@@ -1,0 +1,466 @@
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot.cliq.events import Attachment, CliqUser, parse_event
+from bot.errors import BadPayload
+
+USER = {
+    "id": "55501",
+    "first_name": "Ana",
+    "last_name": "Lima",
+    "email": "ana@example.com",
+    "admin": False,
+    "organization_id": "9001",
+    "zoho_user_id": "700001",
+    "timezone": "UTC",
+    "country": "us",
+    "language": "en",
+}
+CHAT = {"id": "CT_1_55501-B2", "type": "bot", "title": "Files Bot", "owner": "55501"}
+FILE_URL = "https://files.example/f-1?exp=1&sig=abc"
+
+
+def message_body() -> dict[str, Any]:
+    return {
+        "name": "Files Bot",
+        "unique_name": "filesbot",
+        "type": "bot",
+        "handler": {"type": "message_handler"},
+        "response_url": "https://cliq.example/v2/extensions/1/responses/99",
+        "timestamp": 1764300000000,
+        "params": {
+            "user": dict(USER),
+            "chat": dict(CHAT),
+            "message": "quarterly report",
+            "raw_message": "quarterly report",
+            "message_details": {
+                "time": 1764300000000,
+                "message": {
+                    "type": "attachment",
+                    "comment": "quarterly report",
+                    "file": {
+                        "name": "q3.pdf",
+                        "id": "f-1",
+                        "type": "application/pdf",
+                        "url": FILE_URL,
+                    },
+                },
+            },
+            "attachments": [
+                {
+                    "name": "q3.pdf",
+                    "id": "f-1",
+                    "url": FILE_URL,
+                    "contenttype": "application/pdf",
+                    "comment": "quarterly report",
+                }
+            ],
+            "mentions": [],
+            "links": [],
+            "access": {"user_id": "700001", "chat_id": "CT_1_55501-B2"},
+            "environment": {"tld": ".com", "data_center": "US"},
+        },
+    }
+
+
+def welcome_body() -> dict[str, Any]:
+    return {
+        "name": "Files Bot",
+        "unique_name": "filesbot",
+        "type": "bot",
+        "handler": {"type": "welcome_handler"},
+        "timestamp": 1764300000000,
+        "params": {"user": dict(USER), "newuser": True, "access": {}, "environment": {}},
+    }
+
+
+def mention_body() -> dict[str, Any]:
+    return {
+        "name": "Files Bot",
+        "unique_name": "filesbot",
+        "type": "bot",
+        "handler": {"type": "mention_handler"},
+        "timestamp": 1764300000000,
+        "params": {
+            "user": dict(USER),
+            "chat": {"id": "CT_9_team", "type": "channel", "title": "team"},
+            "message": "@filesbot help",
+            "mentions": [{"id": "b-1", "name": "Files Bot", "type": "bot"}],
+            "location": {},
+        },
+    }
+
+
+def command_body() -> dict[str, Any]:
+    return {
+        "name": "connection",
+        "unique_name": "connection",
+        "type": "command",
+        "handler": {"type": "execution_handler"},
+        "timestamp": 1764300000000,
+        "params": {
+            "arguments": 'create "Team Dropbox" service=dropbox scopes=a,b',
+            "options": {"verbose": "yes", "count": 3, "flag": True},
+            "selections": [],
+            "mentions": [],
+            "attachments": [],
+            "user": {**USER, "admin": True},
+            "chat": {
+                "id": "CT_9_team",
+                "type": "channel",
+                "title": "team",
+                "channel_unique_name": "team",
+            },
+            "location": {},
+            "access": {},
+            "environment": {},
+        },
+    }
+
+
+def button_body() -> dict[str, Any]:
+    return {
+        "name": "connectaction",
+        "unique_name": "connectaction",
+        "type": "function",
+        "handler": {"type": "button_handler"},
+        "timestamp": 1764300000000,
+        "params": {
+            "user": dict(USER),
+            "chat": dict(CHAT),
+            "message": {"type": "text", "text": "Connect your Dropbox"},
+            "target": {"name": "Connect", "hint": ""},
+            "event": "click",
+            "arguments": {"name": "connectaction", "action": "connect", "link": "team_dropbox"},
+        },
+    }
+
+
+def encode(body: object) -> bytes:
+    return json.dumps(body).encode()
+
+
+def test_message_handler_with_attachment() -> None:
+    event = parse_event(encode(message_body()))
+    assert (event.type, event.handler, event.name, event.unique_name) == (
+        "bot",
+        "message_handler",
+        "Files Bot",
+        "filesbot",
+    )
+    assert event.handled
+    assert event.user == CliqUser("55501", "ana@example.com", "Ana", "Lima", admin=False)
+    assert event.user.display_name == "Ana Lima"
+    assert event.chat is not None
+    assert (event.chat.id, event.chat.type, event.chat.title) == (
+        "CT_1_55501-B2",
+        "bot",
+        "Files Bot",
+    )
+    assert event.text == "quarterly report"
+    assert event.arguments == ""
+    assert event.button is None
+    assert event.timestamp_ms == 1764300000000
+    assert event.response_url == "https://cliq.example/v2/extensions/1/responses/99"
+    # the same file in params.attachments and message_details: one attachment
+    assert event.attachments == (
+        Attachment("f-1", "q3.pdf", FILE_URL, "application/pdf", "quarterly report"),
+    )
+    assert len(event.identity) == 64
+
+
+def test_attachment_only_in_message_details() -> None:
+    body = message_body()
+    del body["params"]["attachments"]
+    event = parse_event(encode(body))
+    assert event.attachments == (
+        Attachment("f-1", "q3.pdf", FILE_URL, "application/pdf", "quarterly report"),
+    )
+
+
+def test_several_attachments_keep_order_and_missing_id_is_derived_stably() -> None:
+    body = message_body()
+    del body["params"]["message_details"]
+    body["params"]["attachments"] = [
+        {"name": "a.txt", "url": "https://files.example/a"},
+        {"name": "b.txt", "id": 42, "url": "https://files.example/b", "contenttype": "text/plain"},
+        {"name": "a.txt", "url": "https://files.example/a"},
+    ]
+    event = parse_event(encode(body))
+    assert [a.name for a in event.attachments] == ["a.txt", "b.txt"]
+    first, second = event.attachments
+    assert first.id and first.id == parse_event(encode(body)).attachments[0].id
+    assert second.id == "42"
+    assert second.content_type == "text/plain"
+
+
+def test_message_as_object_and_plain_text_message() -> None:
+    body = message_body()
+    del body["params"]["message_details"]
+    del body["params"]["attachments"]
+    body["params"]["message"] = {"text": "help", "type": "text"}
+    event = parse_event(encode(body))
+    assert event.text == "help"
+    assert event.attachments == ()
+
+
+def test_welcome_handler() -> None:
+    event = parse_event(encode(welcome_body()))
+    assert event.handler == "welcome_handler"
+    assert event.user.id == "55501"
+    assert event.chat is None
+    assert event.text == ""
+
+
+def test_mention_handler() -> None:
+    event = parse_event(encode(mention_body()))
+    assert event.handler == "mention_handler"
+    assert event.text == "@filesbot help"
+    assert event.chat is not None
+    assert event.chat.type == "channel"
+
+
+def test_command_execution_handler() -> None:
+    event = parse_event(encode(command_body()))
+    assert (event.type, event.handler, event.name) == ("command", "execution_handler", "connection")
+    assert event.arguments == 'create "Team Dropbox" service=dropbox scopes=a,b'
+    assert dict(event.options) == {"verbose": "yes", "count": "3", "flag": "true"}
+    assert event.user.admin is True
+    assert event.text == ""
+
+
+def test_button_handler() -> None:
+    event = parse_event(encode(button_body()))
+    assert (event.type, event.handler) == ("function", "button_handler")
+    assert event.button is not None
+    assert event.button.name == "Connect"
+    assert dict(event.button.data) == {
+        "name": "connectaction",
+        "action": "connect",
+        "link": "team_dropbox",
+    }
+    assert event.text == ""  # params.message is the message holding the button
+    assert event.arguments == ""
+
+
+def test_numeric_ids_are_strings() -> None:
+    body = welcome_body()
+    body["params"]["user"]["id"] = 55501
+    event = parse_event(encode(body))
+    assert event.user.id == "55501"
+
+
+@pytest.mark.parametrize("admin", ["true", 1, "True", None, [True], {"x": True}])
+def test_admin_only_when_boolean_true(admin: object) -> None:
+    body = welcome_body()
+    body["params"]["user"]["admin"] = admin
+    assert parse_event(encode(body)).user.admin is False
+
+
+def test_display_name_falls_back() -> None:
+    assert CliqUser("1", "a@example.com", "", "").display_name == "a@example.com"
+    assert CliqUser("1").display_name == "1"
+    assert CliqUser("1", first_name="Ana").display_name == "Ana"
+
+
+def test_unhandled_handler_parses_without_user() -> None:
+    body = {"type": "bot", "handler": {"type": "context_handler"}, "params": {"chat": 5}}
+    event = parse_event(encode(body))
+    assert event.handler == "context_handler"
+    assert not event.handled
+    assert event.user == CliqUser(id="")
+    assert event.chat is None
+    # a suggestion handler of the command, a form handler of the function
+    for kind, handler in (("command", "suggestion_handler"), ("function", "form_handler")):
+        event = parse_event(encode({"type": kind, "handler": {"type": handler}}))
+        assert (event.type, event.handler, event.button) == (kind, handler, None)
+
+
+def test_unknown_fields_are_ignored() -> None:
+    body = welcome_body()
+    body["surprise"] = {"deep": [1, 2, 3]}
+    body["params"]["user"]["surprise"] = None
+    assert parse_event(encode(body)).user.id == "55501"
+
+
+def test_identity_is_stable_across_key_order_and_whitespace() -> None:
+    body = message_body()
+    compact = json.dumps(body, separators=(",", ":")).encode()
+    shuffled = json.dumps(dict(reversed(list(body.items()))), indent=2).encode()
+    assert parse_event(compact).identity == parse_event(shuffled).identity
+    other = copy.deepcopy(body)
+    other["timestamp"] += 1
+    assert parse_event(encode(other)).identity != parse_event(compact).identity
+
+
+def _without(body: dict[str, Any], *path: str | int) -> dict[str, Any]:
+    body = copy.deepcopy(body)
+    node: Any = body
+    for key in path[:-1]:
+        node = node[key]
+    del node[path[-1]]
+    return body
+
+
+def _with(body: dict[str, Any], value: object, *path: str | int) -> dict[str, Any]:
+    body = copy.deepcopy(body)
+    node: Any = body
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return body
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (_without(message_body(), "type"), "type"),
+        (_with(message_body(), 7, "type"), "type"),
+        (_without(message_body(), "handler"), "handler.type"),
+        (_with(message_body(), "message_handler", "handler"), "handler.type"),
+        (_without(message_body(), "handler", "type"), "handler.type"),
+        (_with(message_body(), [], "params"), "params"),
+        (_without(message_body(), "params"), "params.user"),
+        (_without(message_body(), "params", "user"), "params.user"),
+        (_with(message_body(), "55501", "params", "user"), "params.user"),
+        (_without(message_body(), "params", "user", "id"), "params.user.id"),
+        (_with(message_body(), "", "params", "user", "id"), "params.user.id"),
+        (_with(message_body(), True, "params", "user", "id"), "params.user.id"),
+        (_with(message_body(), 3.5, "params", "user", "id"), "params.user.id"),
+        (_with(message_body(), 1, "params", "user", "email"), "params.user.email"),
+        (_with(message_body(), [], "params", "chat"), "params.chat"),
+        (_without(message_body(), "params", "chat", "id"), "params.chat.id"),
+        (_with(message_body(), 5, "params", "message"), "params.message"),
+        (_with(message_body(), {}, "params", "attachments"), "params.attachments"),
+        (_with(message_body(), ["x"], "params", "attachments"), "params.attachments[0]"),
+        (
+            _without(message_body(), "params", "attachments", 0, "url"),
+            "params.attachments[0].url",
+        ),
+        (
+            _without(message_body(), "params", "attachments", 0, "name"),
+            "params.attachments[0].name",
+        ),
+        (
+            _without(message_body(), "params", "message_details", "message", "file"),
+            "params.message_details.message.file",
+        ),
+        (
+            _without(message_body(), "params", "message_details", "message", "file", "url"),
+            "params.message_details.message.file.url",
+        ),
+        (_with(message_body(), "x", "timestamp"), "timestamp"),
+        (_with(message_body(), 5, "response_url"), "response_url"),
+        (_without(welcome_body(), "params", "user"), "params.user"),
+        (_without(mention_body(), "params", "user", "id"), "params.user.id"),
+        (_without(command_body(), "name"), "name"),
+        (_with(command_body(), "", "name"), "name"),
+        (_without(command_body(), "params", "user"), "params.user"),
+        (_with(command_body(), ["a"], "params", "arguments"), "params.arguments"),
+        (_with(command_body(), "a=b", "params", "options"), "params.options"),
+        (_with(command_body(), {"a": [1]}, "params", "options"), "params.options.a"),
+        (_without(button_body(), "params", "target"), "params.target"),
+        (_with(button_body(), "Connect", "params", "target"), "params.target"),
+        (_without(button_body(), "params", "target", "name"), "params.target.name"),
+        (_with(button_body(), "x", "params", "arguments"), "params.arguments"),
+        (_without(button_body(), "params", "user"), "params.user"),
+    ],
+)
+def test_missing_or_wrong_fields_are_named(body: dict[str, Any], field: str) -> None:
+    with pytest.raises(BadPayload) as info:
+        parse_event(encode(body))
+    assert info.value.field == field
+    assert field in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "raw", [b"", b"{", b"[]", b"null", b'"text"', b"42", b"\xff\xfe\x00", b"[" * 100_000]
+)
+def test_not_a_json_object(raw: bytes) -> None:
+    with pytest.raises(BadPayload) as info:
+        parse_event(raw)
+    assert info.value.field == "body"
+
+
+def test_non_object_body_message() -> None:
+    with pytest.raises(BadPayload, match="body must be a JSON object"):
+        parse_event(b"[1, 2]")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_raise_only_bad_payload(raw: bytes) -> None:
+    with contextlib.suppress(BadPayload):
+        parse_event(raw)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=25,
+)
+_keys = ["type", "handler", "params", "name", "user", "id", "chat", "message", "attachments"]
+field_keys = st.sampled_from(
+    [*_keys, "message_details", "file", "url", "target", "arguments", "options", "timestamp"]
+)
+shaped = st.fixed_dictionaries(
+    {
+        "type": st.sampled_from(["bot", "command", "function", "other"]) | json_values,
+        "handler": st.fixed_dictionaries(
+            {
+                "type": st.sampled_from(
+                    ["message_handler", "welcome_handler", "execution_handler", "button_handler"]
+                )
+                | json_values
+            }
+        )
+        | json_values,
+        "params": st.dictionaries(field_keys, json_values, max_size=8) | json_values,
+    },
+    optional={"name": json_values, "timestamp": json_values, "response_url": json_values},
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(json_values | shaped)
+def test_arbitrary_json_raises_only_bad_payload(value: object) -> None:
+    try:
+        event = parse_event(json.dumps(value).encode())
+    except BadPayload:
+        return
+    assert isinstance(event.type, str)
+    assert isinstance(event.user.id, str)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {"user": st.fixed_dictionaries({"id": st.text(min_size=1)})},
+        optional={
+            "attachments": st.lists(
+                st.dictionaries(
+                    st.sampled_from(["name", "id", "url", "contenttype", "comment"]),
+                    json_values,
+                ),
+                max_size=3,
+            ),
+            "message_details": json_values,
+            "message": json_values,
+            "chat": json_values,
+        },
+    )
+)
+def test_message_params_raise_only_bad_payload(params: dict[str, Any]) -> None:
+    body = {"type": "bot", "handler": {"type": "message_handler"}, "params": params}
+    with contextlib.suppress(BadPayload):
+        parse_event(json.dumps(body).encode())
