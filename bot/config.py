@@ -262,6 +262,14 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         verify_linking=r.get("BOT_VERIFY_LINKING", False, _bool, "true or false"),
         log_level=r.get("BOT_LOG_LEVEL", "INFO", _choice(*_LOG_LEVELS, upper=True), "a level"),
         log_format=r.get("BOT_LOG_FORMAT", "text", _choice("text", "json"), "text or json"),
+        # Operational knobs beyond the contract (defaults suit production; drills shorten them).
+        kept_file_ttl=float(
+            r.get("BOT_KEPT_FILE_TTL", 7 * 86400, _int_range(1, 365 * 86400), "seconds")
+        ),
+        upload_concurrency=r.get("BOT_UPLOAD_CONCURRENCY", 4, _int_range(1, 64), "1 to 64"),
+        job_lease_seconds=float(
+            r.get("BOT_JOB_LEASE_SECONDS", 60, _int_range(2, 3600), "seconds from 2 to 3600")
+        ),
     )
     if r.problems:
         raise ConfigError(r.problems)
