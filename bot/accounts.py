@@ -68,6 +68,16 @@ _LEASE_WAIT = 20.0
 ConnectedHook = Callable[[str, str], Awaitable[None]]
 
 
+# What the bot itself needs of Dropbox, whatever the connection lists: the account lookup
+# behind "Connected as ..." and the uploads.
+_DROPBOX_REQUIRED = ("account_info.read", "files.content.write")
+
+
+def requested_scopes(service: OAuth2Service, scopes: tuple[str, ...]) -> tuple[str, ...]:
+    extra = _DROPBOX_REQUIRED if service.kind == "dropbox" else ()
+    return tuple(dict.fromkeys((*scopes, *extra)))
+
+
 def _aad(link: str, user_id: str, part: str) -> str:
     return f"authorization:{link}:{user_id}:{part}"
 
@@ -153,7 +163,7 @@ class AccountService:
             redirect_uri=self.redirect_uri,
             state=state,
             code_verifier=verifier,
-            scopes=conn.scopes,
+            scopes=requested_scopes(service, conn.scopes),
         )
 
     async def complete(self, state: str, code: str, error: str) -> CallbackResult:

@@ -35,6 +35,7 @@ from bot.errors import (
     BotError,
     ContentHashMismatch,
     FileTooLarge,
+    InvalidToken,
     NotAuthorized,
     ProviderError,
     SourceError,
@@ -72,6 +73,8 @@ def clean_name(name: str, fallback: str = _DEFAULT_NAME) -> str:
     name = unicodedata.normalize("NFC", name)
     name = _CONTROL.sub("", name).replace("/", "_").replace("\\", "_")
     name = name.strip().strip(".").strip()
+    if not name.strip("_ ."):
+        return fallback  # only separators, dots and control characters: nothing left of it
     if len(name.encode()) > _MAX_NAME:
         stem, dot, ext = name.rpartition(".")
         keep = ext if dot and len(ext) <= 16 else ""
@@ -318,7 +321,7 @@ class FileService:
             except StoreError as err:
                 log.warning("housekeeping skipped: %s", err)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop_event.wait(), max(self._poll * 10, 5.0))
+                await asyncio.wait_for(self._stop_event.wait(), max(self._poll * 10, 1.0))
 
     async def _expire_kept(self) -> None:
         cutoff = datetime.now(UTC) - timedelta(seconds=self._settings.kept_file_ttl)
@@ -393,6 +396,20 @@ class FileService:
         except NotAuthorized:
             await self._lost_authorization(job)
             return
+        except InvalidToken as err:
+            # Revoked at the provider, or scopes gone: one refresh tells which.
+            try:
+                await self._accounts.refresh(
+                    job.connection, job.credential_user, rejected=await self._current_token(job)
+                )
+            except NotAuthorized:
+                await self._lost_authorization(job)
+                return
+            if job.attempts + 1 >= _MAX_JOB_ATTEMPTS:
+                await self._failed(job, err)
+            else:
+                await self._jobs.postpone(job, self._holder, 0.0, error="InvalidToken")
+            return
         except (SourceError, FileTooLarge) as err:
             await self._jobs.finish(job, self._holder, FAILED, error=str(err))
             self._metrics.uploads.inc(outcome="source_error")
@@ -421,6 +438,12 @@ class FileService:
             job,
             text(f"Saved {meta.name} to {whose} at {meta.path_display} ({human_size(meta.size)})."),
         )
+
+    async def _current_token(self, job: Job) -> str:
+        try:
+            return await self._accounts.access_token(job.connection, job.credential_user)
+        except NotAuthorized:
+            return ""
 
     async def _lost_authorization(self, job: Job) -> None:
         """Authorization gone (revoked, refresh rejected): keep the file, prompt to connect."""
