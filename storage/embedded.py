@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -25,6 +26,7 @@ from bot.errors import EmbeddedStoreError
 log = logging.getLogger(__name__)
 
 _START_TIMEOUT = 60.0
+_PR_SET_PDEATHSIG = 1
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -83,6 +85,9 @@ class EmbeddedStore:
                 cwd=str(self.storage_dir),
                 # Own process group: a Ctrl-C in the terminal reaches us, and we stop it in order.
                 start_new_session=True,
+                # If we die without stopping it (kill -9), the kernel stops it too, so a restart
+                # does not find the data directory held by an orphan.
+                preexec_fn=_die_with_parent,
             )
         except OSError as exc:
             log_file.close()
@@ -152,6 +157,13 @@ class EmbeddedStore:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: ask Linux for SIGTERM when the parent exits."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _tail(path: Path, lines: int = 5) -> str:

@@ -138,3 +138,20 @@ async def test_check_prints_every_problem_and_exits_1(tmp_path: Path) -> None:
         "CLIQ_BOT_NAME",
     ):
         assert any(line.startswith(name) or name in line for line in lines), name
+
+
+async def test_a_killed_server_takes_its_embedded_store_along(tmp_path: Path) -> None:
+    proc, url = await _start_serve(tmp_path)
+    children = _children(proc.pid)
+    assert children
+    proc.kill()
+    await proc.wait()
+    for _ in range(200):  # up to 20 s for the kernel's SIGTERM to end the store
+        if not any(_alive(c) for c in children):
+            break
+        await asyncio.sleep(0.1)
+    assert not any(_alive(c) for c in children), "the embedded store outlived a killed server"
+    # And the data directory is free for the next start.
+    proc, url = await _start_serve(tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(proc.wait(), 60) == 0

@@ -70,3 +70,21 @@ async def test_no_published_connection_stores_nothing(world: World) -> None:
     reply = await world.chat.send_files(ANA, [a])
     assert "No connection is published" in reply.text
     assert ADMIN.id
+
+
+async def test_metrics_count_events_uploads_refreshes_and_callbacks(world: World) -> None:
+    await world.setup_connection(switch="on")
+    await world.connect(ANA, "ana@dropbox.example")
+    world.dropbox.expire_access_tokens("ana@dropbox.example")
+    await world.chat.send_files(ANA, [world.cliq.add_file("m.txt", b"12345")])
+    await world.messages_for(ANA, "Saved m.txt")
+    async with world.chat.http.get(f"{world.bot_url}/metrics") as resp:
+        text = await resp.text()
+    assert 'cliqbot_events_total{handler="execution_handler",outcome="ok"}' in text
+    assert 'cliqbot_events_total{handler="message_handler",outcome="ok"} 1' in text
+    assert 'cliqbot_uploads_total{outcome="ok"} 1' in text
+    assert "cliqbot_uploaded_bytes_total 5" in text
+    assert 'cliqbot_token_refreshes_total{outcome="ok"} 1' in text
+    assert 'cliqbot_oauth_callbacks_total{outcome="connected"} 1' in text
+    assert "cliqbot_event_seconds_bucket" in text
+    assert "cliqbot_upload_seconds_count 1" in text
