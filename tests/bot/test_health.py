@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 
 from bot.app import create_app
 from bot.config import Settings
@@ -17,20 +19,26 @@ async def test_healthz_and_readyz(aiohttp_client, settings: Settings) -> None:
     assert (await resp.json())["mongodb"] == "ok"
 
 
-async def test_readyz_503_while_mongodb_is_down(
+async def test_readyz_503_while_mongodb_does_not_answer(
     aiohttp_client, settings: Settings, tmp_path
 ) -> None:
     store = EmbeddedStore(storage_dir=tmp_path / "own-store")
     await store.start()
+    assert store.pid is not None
     try:
         app = create_app(dataclasses.replace(settings, mongodb_uri=Secret(store.uri)))
         client = await aiohttp_client(app)
         assert (await client.get("/readyz")).status == 200
-        await store.stop()
-        resp = await client.get("/readyz")
-        assert resp.status == 503
-        assert (await resp.json())["status"] == "unavailable"
-        assert (await client.get("/healthz")).status == 200
+        os.kill(store.pid, signal.SIGSTOP)  # the server hangs: no answers, no closed sockets
+        try:
+            resp = await client.get("/readyz")
+            assert resp.status == 503
+            assert (await resp.json())["status"] == "unavailable"
+            assert (await client.get("/healthz")).status == 200
+        finally:
+            os.kill(store.pid, signal.SIGCONT)
+        assert (await client.get("/readyz")).status == 200
+        await client.close()
     finally:
         await store.stop()
 
