@@ -71,14 +71,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 async def serve(settings: Settings, ready: asyncio.Event | None = None) -> int:
     """Run until SIGINT/SIGTERM, then drain in-flight work and return 0."""
     app = create_app(settings)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    runner = web.AppRunner(
+        app, handle_signals=False, access_log=None, shutdown_timeout=_DRAIN_SECONDS
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
         await runner.setup()
-        site = web.TCPSite(runner, settings.host, settings.port, shutdown_timeout=_DRAIN_SECONDS)
+        site = web.TCPSite(runner, settings.host, settings.port)
         await site.start()
         port = _bound_port(runner, settings.port)
         runtime = app[RUNTIME]

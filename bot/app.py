@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1024 * 1024
 _SERVER_SELECTION_MS = 2000
 _CLOSE_TIMEOUT = 10.0
+_SOCKET_TIMEOUT_MS = 20000
 _DRAIN_SECONDS = 30.0
 
 
@@ -102,6 +103,8 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
         uri,
         serverSelectionTimeoutMS=_SERVER_SELECTION_MS,
         connectTimeoutMS=_SERVER_SELECTION_MS,
+        # Every operation we run is small; a server that hangs must not hang a request forever.
+        socketTimeoutMS=_SOCKET_TIMEOUT_MS,
         tz_aware=True,
     )
     try:

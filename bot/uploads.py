@@ -77,9 +77,10 @@ def clean_name(name: str, fallback: str = _DEFAULT_NAME) -> str:
         return fallback  # only separators, dots and control characters: nothing left of it
     if len(name.encode()) > _MAX_NAME:
         stem, dot, ext = name.rpartition(".")
-        keep = ext if dot and len(ext) <= 16 else ""
-        name = name.encode()[: _MAX_NAME - len(keep) - 1].decode(errors="ignore").rstrip()
-        name = f"{name}.{keep}" if keep else name
+        keep = ext if dot and stem and len(ext.encode()) <= 32 else ""
+        budget = _MAX_NAME - (len(keep.encode()) + 1 if keep else 0)
+        base = (stem if keep else name).encode()[:budget].decode(errors="ignore").rstrip()
+        name = f"{base}.{keep}" if keep else base
     return name or fallback
 
 

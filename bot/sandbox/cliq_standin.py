@@ -18,6 +18,17 @@ For out-of-process use (the demo page, ``cliqbot demo``, benchmarks):
 * ``POST /_standin/files`` — multipart ``file`` (+ optional ``name``, ``ttl``, ``content_type``
   fields) → the attachment dict ``{"name", "id", "url", "contenttype"}``.
 
+The chat emulator (``cliqbot demo``), once :meth:`CliqStandin.connect_bot` has told the stand-in
+where the bot is and the webhook secret:
+
+* ``GET /`` (also ``/emulator``) — the emulator page, static files from ``bot/sandbox/static/``
+  under ``/static/``;
+* ``GET /_standin/config`` — the bot's name, the command, the chat users and extra links;
+* ``POST /_standin/send`` — JSON ``{"user_id", "kind": "message"|"command"|"button"|"welcome",
+  "text", "attachments", "data"}``: the stand-in builds the Cliq event (as
+  :class:`~bot.sandbox.driver.ChatDriver` does), signs it with the secret the page never sees,
+  posts it to the bot and answers ``{"status", "body"}`` with the bot's reply.
+
 URLs handed out are built from :attr:`CliqStandin.base_url`, the server's real ``http://host:port``:
 :meth:`CliqStandin.start` sets it; a caller that serves :meth:`CliqStandin.app` itself (e.g. with
 pytest-aiohttp) sets it once the server listens. Within a request it defaults to the request's
@@ -53,8 +64,11 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import quote
 
+import aiohttp
 from aiohttp import BodyPartReader, web
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+
+from bot.sandbox.driver import ChatDriver, ChatUser
 
 __all__ = [
     "FAULT_KINDS",
@@ -70,6 +84,9 @@ FAULT_KINDS: Final = frozenset({"429", "500", "drop"})
 GENERATED_BLOCK: Final = 64 * 1024
 _READ_CHUNK: Final = 256 * 1024
 _RANGE = re.compile(r"bytes=([0-9]{0,18})-([0-9]{0,18})")
+STATIC_DIR: Final = pathlib.Path(__file__).parent / "static"
+_STATIC_NAME = re.compile(r"^[A-Za-z0-9_-]+\.(?:html|css|js|svg|png)$")
+_SEND_KINDS: Final = frozenset({"message", "command", "button", "welcome"})
 
 
 def generated_bytes(size: int, seed: int = 0, offset: int = 0) -> Iterator[bytes]:
@@ -119,6 +136,17 @@ class _File:
     seed: int | None = None
 
 
+@dataclass(frozen=True)
+class _BotLink:
+    """Where the emulator's events go: the bot's URL, its webhook secret and the chat users."""
+
+    bot_url: str
+    secret: str
+    users: tuple[ChatUser, ...]
+    command: str
+    links: tuple[tuple[str, str], ...]
+
+
 @dataclass
 class _Waiters:
     futures: set[asyncio.Future[None]] = field(default_factory=set)
@@ -150,6 +178,8 @@ class CliqStandin:
         self._faults: deque[str] = deque()
         self._waiters = _Waiters()
         self._runner: web.AppRunner | None = None
+        self._bot: _BotLink | None = None
+        self._http: aiohttp.ClientSession | None = None
         self.base_url: str | None = None
         self.messages: list[PostedMessage] = []
 
@@ -162,7 +192,31 @@ class CliqStandin:
         app.router.add_get("/_standin/messages", self._list_messages)
         app.router.add_post("/_standin/files", self._upload_file)
         app.router.add_route("OPTIONS", "/_standin/{tail:.*}", self._preflight)
+        app.router.add_get("/", self._emulator_page)
+        app.router.add_get("/emulator", self._emulator_page)
+        app.router.add_get("/static/{name}", self._static)
+        app.router.add_get("/_standin/config", self._config)
+        app.router.add_post("/_standin/send", self._send)
+        app.on_cleanup.append(self._close_http)
         return app
+
+    def connect_bot(
+        self,
+        bot_url: str,
+        secret: str,
+        users: Sequence[ChatUser],
+        *,
+        command: str = "connection",
+        links: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """Let the emulator page talk to the bot at ``bot_url``, as one of ``users``.
+
+        ``secret`` is the bot's ``BOT_WEBHOOK_SECRET``: events from the page are signed here.
+        ``links`` are ``(label, url)`` pairs the page shows (e.g. the Dropbox stand-in).
+        """
+        if not users:
+            raise ValueError("the emulator needs at least one chat user")
+        self._bot = _BotLink(bot_url.rstrip("/"), secret, tuple(users), command, tuple(links))
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve on ``host:port`` (0: a free port); sets and returns :attr:`base_url`."""
@@ -461,8 +515,106 @@ class CliqStandin:
     async def _preflight(request: web.Request) -> web.Response:
         return web.Response(status=204)
 
+    # --- the chat emulator -------------------------------------------------------------------
+
+    @staticmethod
+    async def _emulator_page(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-store"})
+
+    @staticmethod
+    async def _static(request: web.Request) -> web.FileResponse:
+        name = request.match_info["name"]
+        if not _STATIC_NAME.fullmatch(name) or not (STATIC_DIR / name).is_file():
+            raise web.HTTPNotFound(text="no such file")
+        return web.FileResponse(STATIC_DIR / name, headers={"Cache-Control": "no-store"})
+
+    async def _config(self, request: web.Request) -> web.Response:
+        bot = self._bot
+        return web.json_response(
+            {
+                "bot_name": self.bot_name,
+                "connected": bot is not None,
+                "command": bot.command if bot else "connection",
+                "users": [
+                    {
+                        "id": u.id,
+                        "email": u.email,
+                        "name": f"{u.first_name} {u.last_name}".strip(),
+                        "admin": u.admin,
+                    }
+                    for u in (bot.users if bot else ())
+                ],
+                "links": [
+                    {"label": label, "url": url} for label, url in (bot.links if bot else ())
+                ],
+            }
+        )
+
+    async def _send(self, request: web.Request) -> web.Response:
+        bot = self._bot
+        if bot is None:
+            return _error(409, "no_bot", "no bot is connected to this stand-in")
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(400, "invalid_json", "the body is not JSON")
+        if not isinstance(body, dict):
+            return _error(400, "invalid_json", "the body must be a JSON object")
+        user = next((u for u in bot.users if u.id == body.get("user_id")), None)
+        if user is None:
+            return _error(400, "unknown_user", "user_id names none of the chat users")
+        kind = body.get("kind")
+        if kind not in _SEND_KINDS:
+            return _error(400, "invalid_kind", f"kind is one of {sorted(_SEND_KINDS)}")
+        text = body.get("text", "")
+        attachments = body.get("attachments", [])
+        data = body.get("data", {})
+        if not isinstance(text, str) or not _str_maps(attachments) or not _str_map(data):
+            return _error(
+                400,
+                "invalid_body",
+                "text is a string, attachments a list of objects of strings, data an object",
+            )
+        if self._http is None or self._http.closed:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        driver = ChatDriver(
+            self._http, bot.bot_url, bot.secret, bot_name=self.bot_name, command=bot.command
+        )
+        if kind == "message":
+            event = driver.message(user, text, attachments)
+        elif kind == "command":
+            event = driver.command_event(user, text)
+        elif kind == "welcome":
+            event = driver.welcome(user)
+        else:
+            event = driver.button(user, data)
+            if data.get("name"):
+                event["params"]["target"]["name"] = data["name"]
+        logger.info("emulator: %s event from user %s", kind, user.id)
+        try:
+            reply = await driver.post(event)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            logger.warning("emulator: the bot did not answer (%s)", type(exc).__name__)
+            return _error(502, "bot_unreachable", f"the bot did not answer ({type(exc).__name__})")
+        return web.json_response({"status": reply.status, "body": reply.body})
+
+    async def _close_http(self, app: web.Application) -> None:
+        http, self._http = self._http, None
+        if http is not None:
+            await http.close()
+
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+def _str_map(value: object) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    )
+
+
+def _str_maps(value: object) -> bool:
+    return isinstance(value, list) and all(_str_map(item) for item in value)
 
 
 def _new_id() -> str:

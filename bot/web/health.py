@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pymongo
 from aiohttp import web
 
 from bot.keys import METRICS, RUNTIME
 
 routes = web.RouteTableDef()
+
+_READY_TIMEOUT = 2.0
 
 
 @routes.get("/healthz")
@@ -17,10 +20,11 @@ async def healthz(request: web.Request) -> web.Response:
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
-    # No asyncio timeout around the driver: cancelling PyMongo mid-selection can wedge its pool.
-    # The client's serverSelectionTimeoutMS (2 s) bounds the wait instead.
+    # PyMongo's own operation timeout, not an asyncio one: cancelling the async driver while it
+    # waits can wedge its pool, and a hung (not dead) server would otherwise never answer.
     try:
-        await runtime.db.command("ping")
+        with pymongo.timeout(_READY_TIMEOUT):
+            await runtime.db.command("ping")
     except Exception as exc:  # noqa: BLE001 - any failure means "not ready"; reported, not raised
         return web.json_response(
             {"status": "unavailable", "mongodb": type(exc).__name__}, status=503

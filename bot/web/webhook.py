@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
+import pymongo
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from bot.cliq.events import parse_event
+from bot.cliq.events import Event, parse_event
 from bot.cliq.signing import verify_cliq_rsa, verify_hmac
-from bot.errors import BadPayload, NotAuthentic, PayloadTooLarge
+from bot.errors import BadPayload, NotAuthentic, PayloadTooLarge, StoreError, StoreUnavailable
 from bot.keys import METRICS, RUNTIME, SETTINGS
 from handlers.router import dispatch
 
@@ -20,6 +22,7 @@ routes = web.RouteTableDef()
 
 MAX_BODY = 1024 * 1024
 _DUPLICATE_WAIT = 2.0
+_STORE_DEADLINE = 10.0
 
 
 async def _read_body(request: web.Request) -> bytes:
@@ -37,22 +40,29 @@ def _authenticate(request: web.Request, body: bytes) -> str:
     """The scheme that vouched for ``body``; raises ``NotAuthentic``."""
     settings = request.app[SETTINGS]
     runtime = request.app[RUNTIME]
+    # Either scheme is enough (CONTRACT §4): a bad header of one does not veto the other.
     signature = request.headers.get("X-Bot-Signature")
-    if settings.webhook_secret and signature is not None:
-        if verify_hmac(
+    hmac_tried = bool(settings.webhook_secret) and signature is not None
+    if (
+        settings.webhook_secret
+        and hmac_tried
+        and verify_hmac(
             settings.webhook_secret.reveal(),
             request.headers.get("X-Bot-Timestamp"),
             signature,
             body,
             time.time(),
-        ):
-            return "hmac"
-        raise NotAuthentic("bad or stale HMAC signature")
+        )
+    ):
+        return "hmac"
     cliq_signature = request.headers.get("X-Cliq-Signature")
     key = runtime.services.cliq_public_key
-    if key is not None and cliq_signature is not None:
-        if verify_cliq_rsa(key, cliq_signature, body):
-            return "cliq"
+    cliq_tried = key is not None and cliq_signature is not None
+    if key is not None and cliq_tried and verify_cliq_rsa(key, cliq_signature, body):
+        return "cliq"
+    if hmac_tried:
+        raise NotAuthentic("bad or stale HMAC signature")
+    if cliq_tried:
         raise NotAuthentic("bad Cliq signature")
     raise NotAuthentic("the request is not signed")
 
@@ -60,12 +70,19 @@ def _authenticate(request: web.Request, body: bytes) -> str:
 @routes.post("/cliq/webhook")
 async def webhook(request: web.Request) -> web.Response:
     started = time.perf_counter()
-    metrics = request.app[METRICS]
-    services = request.app[RUNTIME].services
     body = await _read_body(request)
     _authenticate(request, body)
     event = parse_event(body)
     label = event.handler or "unknown"
+    # One deadline for all the database work of this delivery: a hung store gives a 503 (Cliq
+    # retries, and the dedupe makes the retry safe) instead of holding the request forever.
+    with pymongo.timeout(_STORE_DEADLINE):
+        return await _handle(request, event, label, started)
+
+
+async def _handle(request: web.Request, event: Event, label: str, started: float) -> web.Response:
+    metrics = request.app[METRICS]
+    services = request.app[RUNTIME].services
     previous = await services.events.claim(event.identity)
     if previous is not None:
         reply = previous.reply or await services.events.wait_reply(event.identity, _DUPLICATE_WAIT)
@@ -73,7 +90,14 @@ async def webhook(request: web.Request) -> web.Response:
         if reply is None:
             reply = {"text": "I got this already and am still working on it."}
         return web.json_response({"output": reply})
-    message, outcome = await dispatch(services.router, event, services.context)
+    try:
+        message, outcome = await dispatch(services.router, event, services.context)
+    except StoreUnavailable:
+        # Forget the claim, so the sender's retry after our 503 is processed afresh instead of
+        # being answered "still working on it" with the work never done.
+        with contextlib.suppress(StoreError):
+            await services.events.release(event.identity)
+        raise
     reply = message.to_dict()
     await services.events.complete(event.identity, reply)
     metrics.events.inc(handler=label, outcome=outcome)
@@ -84,7 +108,7 @@ async def webhook(request: web.Request) -> web.Response:
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Error mapping for JSON endpoints: domain errors → status codes, the rest → 500 + log."""
-    from bot.errors import RequestError, StoreUnavailable
+    from bot.errors import RequestError
 
     try:
         return await handler(request)
