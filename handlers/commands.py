@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from bot.cliq.events import CliqUser, Event
 from bot.cliq.messages import Button, Message, Slide, text
 from bot.errors import Conflict, NotAllowed, UsageError
-from handlers.context import Context
+from handlers.context import Context, RevokeOutcome
 from handlers.router import Router
 from storage.authorizations import CONNECTED
 from storage.connections import Connection, link_name
@@ -366,12 +366,13 @@ async def revoke(event: Event, args: Args, ctx: Context) -> Message:
     await ctx.audit.record(event.user.id, event.user.email, "connection.revoke", link)
     if not outcome.had_authorization:
         return text(f"`{link}` was not connected; its status is `disconnected`.")
-    tail = (
-        ""
-        if outcome.provider_ok
-        else (" The service could not be reached to revoke the token there; it was deleted here.")
-    )
-    return text(f"Revoked `{link}`; its status is `disconnected`.{tail}")
+    return text(f"Revoked `{link}`; its status is `disconnected`.{_unreachable(outcome)}")
+
+
+def _unreachable(outcome: RevokeOutcome) -> str:
+    if outcome.provider_ok:
+        return ""
+    return " The service could not be reached to revoke the token there; it was deleted here."
 
 
 @subcommand("disconnect")
@@ -393,12 +394,7 @@ async def disconnect_user(ctx: Context, conn: Connection, user: CliqUser) -> Mes
     outcome = await ctx.accounts.revoke(conn, user.id, forget=True)
     if not outcome.had_authorization:
         return text(f"You are not connected to `{conn.link}`.")
-    tail = (
-        ""
-        if outcome.provider_ok
-        else (" The service could not be reached to revoke the token there; it was deleted here.")
-    )
-    return text(f"Disconnected your account from `{conn.link}`.{tail}")
+    return text(f"Disconnected your account from `{conn.link}`.{_unreachable(outcome)}")
 
 
 @subcommand("delete")
@@ -445,32 +441,26 @@ async def list_(event: Event, args: Args, ctx: Context) -> Message:
         }
         for c in sorted(shared, key=lambda c: c.link)
     ]
-    slides = (
-        Slide(
-            "table",
+    sections = (
+        (
             "My connections",
-            {
-                "headers": ["Connection", "Link name", "Service", "Status", "Shared", "Published"],
-                "rows": mine_rows,
-            },
+            ["Connection", "Link name", "Service", "Status", "Shared", "Published"],
+            mine_rows,
         ),
-        Slide(
-            "table",
+        (
             "Shared connections",
-            {
-                "headers": ["Connection", "Link name", "Service", "Status", "Account"],
-                "rows": shared_rows,
-            },
+            ["Connection", "Link name", "Service", "Status", "Account"],
+            shared_rows,
         ),
     )
-    lines = ["*My connections*"]
-    lines += [f"- {r['Connection']} (`{r['Link name']}`): {r['Status']}" for r in mine_rows] or [
-        "- none"
-    ]
-    lines.append("*Shared connections*")
-    lines += [f"- {r['Connection']} (`{r['Link name']}`): {r['Status']}" for r in shared_rows] or [
-        "- none"
-    ]
+    lines: list[str] = []
+    for title, _, rows in sections:
+        lines.append(f"*{title}*")
+        lines += [f"- {r['Connection']} (`{r['Link name']}`): {r['Status']}" for r in rows] or [
+            "- none"
+        ]
+    # Tables only where there is something to show; the text lists both either way.
+    slides = tuple(Slide.table(title, headers, rows) for title, headers, rows in sections if rows)
     return Message(text="\n".join(lines), card_title="Connections", slides=slides)
 
 
