@@ -283,9 +283,10 @@ class FileService:
             await asyncio.wait_for(self._wake.wait(), seconds)
 
     async def _slot(self, index: int) -> None:
+        holder = f"{self._holder}-{index}"  # leases and account locks belong to one slot
         while not self._stopping:
             try:
-                job = await self._jobs.claim(self._holder, self._lease, (QUEUED, KEEP))
+                job = await self._jobs.claim(holder, self._lease, (QUEUED, KEEP))
             except StoreError as err:
                 log.warning("upload slot %s: %s", index, err)
                 job = None
@@ -294,23 +295,23 @@ class FileService:
                     await self._idle(self._poll)
                 continue
             self._wake.set()  # there may be more: let another slot look
-            heartbeat = asyncio.create_task(self._heartbeat(job))
+            heartbeat = asyncio.create_task(self._heartbeat(job, holder))
             try:
                 if job.state == KEEP:
-                    await self._keep(job)
+                    await self._keep(job, holder)
                 else:
-                    await self._upload(job)
+                    await self._upload(job, holder)
             except StoreError as err:
                 log.warning("job %s paused, the store failed: %s", job.id, err)
             finally:
                 heartbeat.cancel()
                 self._live.pop(job.id, None)
 
-    async def _heartbeat(self, job: Job) -> None:
+    async def _heartbeat(self, job: Job, holder: str) -> None:
         while True:
             await asyncio.sleep(self._lease / 4)
             try:
-                await self._jobs.renew(job, self._holder, self._lease)
+                await self._jobs.renew(job, holder, self._lease)
             except StoreError:
                 log.warning("could not renew the lease of job %s", job.id)
 
@@ -338,7 +339,7 @@ class FileService:
                     ),
                 )
 
-    async def _keep(self, job: Job) -> None:
+    async def _keep(self, job: Job, holder: str) -> None:
         """Download the attachment into the store, then wait for (or go straight to) upload."""
         await self._jobs.delete_kept(job.kept_file)
         source = HttpSource(self._http, job.url, self._settings.max_file_bytes)
@@ -354,17 +355,17 @@ class FileService:
             await upload.close()
         except (SourceError, FileTooLarge) as err:
             await upload.abort()
-            await self._jobs.finish(job, self._holder, FAILED, error=str(err))
+            await self._jobs.finish(job, holder, FAILED, error=str(err))
             self._metrics.uploads.inc(outcome="source_error")
             await self._notify(job, text(f"{job.name}: {err}. Please send it again."))
             return
         auth = await self._auths.get(job.connection, job.credential_user)
         next_state = QUEUED if auth is not None and auth.connected else WAITING
-        await self._jobs.finish(job, self._holder, next_state, kept_file=upload._id, size=size)
+        await self._jobs.finish(job, holder, next_state, kept_file=upload._id, size=size)
         if next_state == QUEUED:
             self._wake.set()
 
-    async def _upload(self, job: Job) -> None:
+    async def _upload(self, job: Job, holder: str) -> None:
         started = time.monotonic()
         source: HttpSource | KeptSource
         if job.kept_file is not None:
@@ -376,7 +377,7 @@ class FileService:
         async def save(p: UploadProgress) -> None:
             if isinstance(source, HttpSource) and source.total and job.size is None:
                 await self._jobs.set_size(job.id, source.total)
-            await self._jobs.save_progress(job, self._holder, p.to_dict())
+            await self._jobs.save_progress(job, holder, p.to_dict())
 
         def on_bytes(done: int) -> None:
             self._live[job.id] = done
@@ -395,7 +396,7 @@ class FileService:
                 policy=self._retry,
             )
         except NotAuthorized:
-            await self._lost_authorization(job)
+            await self._lost_authorization(job, holder)
             return
         except InvalidToken as err:
             # Revoked at the provider, or scopes gone: one refresh tells which.
@@ -404,24 +405,24 @@ class FileService:
                     job.connection, job.credential_user, rejected=await self._current_token(job)
                 )
             except NotAuthorized:
-                await self._lost_authorization(job)
+                await self._lost_authorization(job, holder)
                 return
             if job.attempts + 1 >= _MAX_JOB_ATTEMPTS:
-                await self._failed(job, err)
+                await self._failed(job, err, holder)
             else:
-                await self._jobs.postpone(job, self._holder, 0.0, error="InvalidToken")
+                await self._jobs.postpone(job, holder, 0.0, error="InvalidToken")
             return
         except (SourceError, FileTooLarge) as err:
-            await self._jobs.finish(job, self._holder, FAILED, error=str(err))
+            await self._jobs.finish(job, holder, FAILED, error=str(err))
             self._metrics.uploads.inc(outcome="source_error")
             await self._notify(job, text(f"{job.name}: {err}. Please send it again."))
             return
         except (ProviderError, BotError) as err:
-            await self._failed(job, err)
+            await self._failed(job, err, holder)
             return
         await self._jobs.finish(
             job,
-            self._holder,
+            holder,
             DONE,
             result={
                 "path": meta.path_display,
@@ -446,10 +447,10 @@ class FileService:
         except NotAuthorized:
             return ""
 
-    async def _lost_authorization(self, job: Job) -> None:
+    async def _lost_authorization(self, job: Job, holder: str) -> None:
         """Authorization gone (revoked, refresh rejected): keep the file, prompt to connect."""
         next_state = WAITING if job.kept_file is not None else KEEP
-        await self._jobs.finish(job, self._holder, next_state, progress={})
+        await self._jobs.finish(job, holder, next_state, progress={})
         self._metrics.uploads.inc(outcome="not_authorized")
         conn = await self._connections.get(job.connection)
         if conn is None:
@@ -483,14 +484,14 @@ class FileService:
                 ),
             )
 
-    async def _failed(self, job: Job, err: BotError) -> None:
+    async def _failed(self, job: Job, err: BotError, holder: str) -> None:
         retryable = isinstance(err, ProviderError) and not isinstance(err, ContentHashMismatch)
         if retryable and job.attempts + 1 < _MAX_JOB_ATTEMPTS:
             delay = 30.0 * (job.attempts + 1)
-            await self._jobs.postpone(job, self._holder, delay, error=type(err).__name__)
+            await self._jobs.postpone(job, holder, delay, error=type(err).__name__)
             log.warning("job %s postponed %ss after %s", job.id, delay, type(err).__name__)
             return
-        await self._jobs.finish(job, self._holder, FAILED, error=type(err).__name__)
+        await self._jobs.finish(job, holder, FAILED, error=type(err).__name__)
         self._metrics.uploads.inc(outcome="failed")
         log.warning("job %s failed: %s", job.id, type(err).__name__)
         await self._notify(

@@ -15,6 +15,7 @@ States::
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -89,23 +90,20 @@ class UploadJobs:
     def __init__(self, db: Database) -> None:
         self._col = db["upload_jobs"]
         self._locks = db["upload_locks"]
-        self._seq = db["counters"]
         self.kept = AsyncGridFSBucket(db, bucket_name="kept_files")
+        self._last_seq = 0
+
+    def _next_seq(self) -> int:
+        """Queue order: nanoseconds since the epoch, strictly increasing within this process (a
+        message's attachments are accepted in order) and close to arrival order across
+        processes, without a shared counter document (whose concurrent upsert races)."""
+        self._last_seq = max(time.time_ns(), self._last_seq + 1)
+        return self._last_seq
 
     async def ensure_indexes(self) -> None:
         await self._col.create_index([("state", 1), ("seq", 1)])
         await self._col.create_index([("connection", 1), ("credential_user", 1), ("state", 1)])
         await self._col.create_index([("sender_id", 1), ("state", 1)])
-
-    async def _next_seq(self) -> int:
-        doc = await self._seq.find_one_and_update(
-            {"_id": "upload_jobs"},
-            {"$inc": {"value": 1}},
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
-        )
-        assert doc is not None
-        return int(doc["value"])
 
     @store_call
     async def create(
@@ -128,7 +126,7 @@ class UploadJobs:
             "name": name,
             "url": url,
             "state": state,
-            "seq": await self._next_seq(),
+            "seq": self._next_seq(),
             "size": None,
             "kept_file": None,
             "progress": {},
@@ -181,7 +179,7 @@ class UploadJobs:
         now = datetime.now(UTC)
         try:
             await self._locks.find_one_and_update(
-                {"_id": key, "$or": [{"until": {"$lt": now}}, {"holder": holder}]},
+                {"_id": key, "until": {"$lt": now}},
                 {"$set": {"holder": holder, "until": now + timedelta(seconds=lease)}},
                 upsert=True,
             )

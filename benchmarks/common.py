@@ -1,0 +1,135 @@
+"""Shared pieces of the benchmarks: a peak-RSS reader and a load-generator child process.
+
+The stack itself (stand-ins, ``serve`` children, the real OAuth connect) comes from the drill
+harness in ``tests/drills/harness.py``, so benchmarks and drills exercise the same wiring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bot.cliq.signing import hmac_signature
+
+_ROOT = str(Path(__file__).resolve().parents[1])
+
+
+def rss_kib(pid: int) -> tuple[int, int]:
+    """``(VmRSS, VmHWM)`` of a process in KiB, from /proc (Linux only)."""
+    fields: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0])
+    return fields.get("VmRSS", 0), fields.get("VmHWM", 0)
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+async def run_load(
+    url: str, bodies: list[bytes], concurrency: int, secret: str | None, timeout: float
+) -> dict[str, Any]:
+    """POST every body once with ``concurrency`` workers; latencies and status counts."""
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    errors: list[str] = []
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=30)
+    ) as http:
+
+        async def worker() -> None:
+            while not queue.empty() and time.monotonic() < deadline:
+                body = queue.get_nowait()
+                ts = str(int(time.time()))
+                headers = {"Content-Type": "application/json"}
+                if secret is not None:
+                    headers["X-Bot-Timestamp"] = ts
+                    headers["X-Bot-Signature"] = hmac_signature(secret, ts, body)
+                started = time.perf_counter()
+                try:
+                    async with http.post(url, data=body, headers=headers) as resp:
+                        await resp.read()
+                        status = resp.status
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    status = -1
+                    errors.append(type(exc).__name__)
+                statuses[status] = statuses.get(status, 0) + 1
+                latencies.append(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return {
+        "requests": len(latencies),
+        "seconds": elapsed,
+        "rps": len(latencies) / elapsed if elapsed else 0.0,
+        "p50_ms": 1000 * percentile(latencies, 50),
+        "p99_ms": 1000 * percentile(latencies, 99),
+        "mean_ms": 1000 * statistics.fmean(latencies),
+        "statuses": statuses,
+        "errors": sorted(set(errors)),
+    }
+
+
+def load_main() -> None:
+    """Child entry point: ``python -m benchmarks.common SPEC.json`` prints one JSON result."""
+    spec = json.loads(Path(sys.argv[1]).read_text())
+    bodies = [b.encode() for b in spec["bodies"]]
+    result = asyncio.run(
+        run_load(spec["url"], bodies, spec["concurrency"], spec.get("secret"), spec["timeout"])
+    )
+    sys.stdout.write(json.dumps(result) + "\n")
+
+
+async def load_in_child(
+    workdir: Path,
+    url: str,
+    bodies: list[bytes],
+    concurrency: int,
+    secret: str | None,
+    timeout: float = 240.0,
+) -> dict[str, Any]:
+    """Run :func:`run_load` in a separate Python process (so it does not share our CPU time)."""
+    spec = workdir / f"load-{time.monotonic_ns()}.json"
+    spec.write_text(
+        json.dumps(
+            {
+                "url": url,
+                "bodies": [b.decode() for b in bodies],
+                "concurrency": concurrency,
+                "secret": secret,
+                "timeout": timeout,
+            }
+        )
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "benchmarks.common",
+        str(spec),
+        stdout=asyncio.subprocess.PIPE,
+        cwd=_ROOT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout + 30)
+    result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    return result
+
+
+if __name__ == "__main__":
+    load_main()
