@@ -247,10 +247,15 @@ class FileService:
 
     async def resume(self, link: str, user_id: str) -> None:
         """The credential owner connected: upload every kept file of theirs, in order."""
+        kept = await self._jobs.count_kept(link, user_id)  # waiting, or still downloading
         released = await self._jobs.release_waiting(link, user_id)
         if released:
             log.info("resuming %s kept file(s) for %s on %s", released, user_id, link)
             self._wake.set()
+        if kept:
+            await self._notifier.notify(
+                [user_id], text(f"Uploading the {kept} file(s) I kept, in the order sent.")
+            )
 
     # -- the worker --
 

@@ -249,6 +249,16 @@ class UploadJobs:
         return result.modified_count
 
     @store_call
+    async def count_kept(self, connection: str, credential_user: str) -> int:
+        return await self._col.count_documents(
+            {
+                "connection": connection,
+                "credential_user": credential_user,
+                "state": {"$in": [KEEP, WAITING]},
+            }
+        )
+
+    @store_call
     async def requeue(self, jid: str, sender_id: str) -> bool:
         result = await self._col.update_one(
             {"_id": jid, "sender_id": sender_id, "state": FAILED},

@@ -46,6 +46,7 @@ async def test_a_file_sent_before_connecting_lands_after_connecting(world: World
     assert reply.button_url(), reply.text
     assert "kept" in reply.text
     await world.connect(ANA, "ana@dropbox.example")
+    await world.messages_for(ANA, "Uploading the 2 file(s) I kept")
     await world.messages_for(ANA, "Saved first.txt")
     await world.messages_for(ANA, "Saved second.txt")
     files = world.dropbox.files("ana@dropbox.example")
