@@ -49,9 +49,13 @@ _DRAIN_SECONDS = 30.0
 
 
 def create_app(settings: Settings) -> web.Application:
-    # Middleware order: error mapping is the only one; authenticity needs the raw body, so the
-    # webhook route checks it itself before parsing, and request logging is aiohttp's.
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[webhook.error_middleware])
+    # Middleware, outermost first: request logging (sees the final status), then error mapping
+    # (domain errors become status codes). Authenticity needs the raw body, so the webhook route
+    # checks it itself, before parsing.
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES,
+        middlewares=[webhook.logging_middleware, webhook.error_middleware],
+    )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[RUNTIME] = Runtime(public_url=settings.base_url())

@@ -105,6 +105,35 @@ async def _handle(request: web.Request, event: Event, label: str, started: float
     return web.json_response({"output": reply})
 
 
+_QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+access_log = logging.getLogger("bot.access")
+
+
+@web.middleware
+async def logging_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """One line per request: method, path (never the query: a callback's holds the code),
+    status, milliseconds. Probes log at DEBUG."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        level = logging.DEBUG if request.path in _QUIET_PATHS else logging.INFO
+        access_log.log(
+            level,
+            "%s %s %s %.0fms",
+            request.method,
+            request.path,
+            status,
+            (time.perf_counter() - started) * 1000,
+        )
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Error mapping for JSON endpoints: domain errors → status codes, the rest → 500 + log."""
