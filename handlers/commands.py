@@ -478,8 +478,12 @@ async def status(event: Event, args: Args, ctx: Context) -> Message:
 
 
 async def status_message(ctx: Context, conn: Connection, user: CliqUser) -> Message:
+    # The owner's own authorization is the connection's status; a user of a shared connection
+    # cares about theirs (below), so to them the owner's is noise ("not connected" misleads).
+    sees_owner = not conn.login_user_credentials or user.id == conn.owner_id or ctx.is_admin(user)
+    owner = f": {await _owner_status(ctx, conn)}" if sees_owner else ""
     lines = [
-        f"*{conn.name}* (`{conn.link}`, {conn.service}): {await _owner_status(ctx, conn)}"
+        f"*{conn.name}* (`{conn.link}`, {conn.service}){owner}"
         f"{', published' if conn.published else ''}.",
         "Use credentials of login user: "
         + (

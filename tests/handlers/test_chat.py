@@ -64,3 +64,12 @@ async def test_the_bot_answers_text_in_the_message_details_shape(world: World) -
     body["params"]["message"] = {"text": "status"}
     reply = await world.chat.post(body)
     assert "No connection is published" in reply.text, reply.text
+
+
+async def test_status_of_a_shared_connection_leads_with_the_users_own_state(world: World) -> None:
+    await world.setup_connection(switch="on")
+    await world.connect(ANA, "ana@dropbox.example")
+    reply = await world.chat.say(ANA, "status")
+    first = reply.text.splitlines()[0]
+    assert first == "*Team Dropbox* (`team_dropbox`, dropbox), published.", first
+    assert "You: connected as ana@dropbox.example." in reply.text
