@@ -50,7 +50,6 @@ from storage.connections import Connections
 from storage.uploads import (
     ACTIVE,
     DONE,
-    EXPIRED,
     FAILED,
     KEEP,
     QUEUED,
@@ -85,12 +84,14 @@ def clean_name(name: str, fallback: str = _DEFAULT_NAME) -> str:
 
 
 def human_size(size: int) -> str:
+    if size < 1024:
+        return f"{size} B"
     value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+    for unit in ("KB", "MB", "GB"):
         value /= 1024
-    return f"{size} B"  # pragma: no cover
+        if value < 1024 or unit == "GB":
+            break
+    return f"{value:.1f} {unit}"
 
 
 class HttpSource:
@@ -514,6 +515,3 @@ class FileService:
 
     async def _notify(self, job: Job, message: Message) -> None:
         await self._notifier.notify([job.sender_id], message)
-
-
-__all__ = ["EXPIRED", "FileService", "HttpSource", "KeptSource", "clean_name", "human_size"]

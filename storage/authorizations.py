@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError
 
 from storage.base import Database, Doc, store_call
 
@@ -322,19 +321,16 @@ class OAuthStates:
         verifier: Mapping[str, Any],
         ttl: float,
     ) -> None:
-        try:
-            await self._col.insert_one(
-                {
-                    "_id": state,
-                    "connection": link,
-                    "user_id": user_id,
-                    "user_email": user_email,
-                    "verifier": dict(verifier),
-                    "expires_at": datetime.now(UTC) + timedelta(seconds=ttl),
-                }
-            )
-        except DuplicateKeyError:  # pragma: no cover - 256-bit random states do not collide
-            raise RuntimeError("state collision") from None
+        await self._col.insert_one(
+            {
+                "_id": state,
+                "connection": link,
+                "user_id": user_id,
+                "user_email": user_email,
+                "verifier": dict(verifier),
+                "expires_at": datetime.now(UTC) + timedelta(seconds=ttl),
+            }
+        )
 
     @store_call
     async def consume(self, state: str) -> OAuthState | None:
