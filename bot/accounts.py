@@ -450,9 +450,6 @@ class AccountService:
             await self._auths.mark_disconnected(conn.link, user_id)
         return RevokeOutcome(had_authorization=True, provider_ok=provider_ok)
 
-    async def service_of(self, conn: Connection) -> OAuth2Service:
-        return await self._catalog.oauth_service(conn.service)
-
 
 class UserTokens:
     """The relay's ``TokenSource`` for one authorization."""

@@ -32,7 +32,7 @@ from bot.web import health, oauth, webhook
 from handlers import build_router
 from handlers.context import Context
 from storage.authorizations import Authorizations, ConnectLinks, OAuthStates
-from storage.base import Database, Doc
+from storage.base import Database, Doc, Repository
 from storage.connections import AuditLog, Connections
 from storage.connections import Services as ServiceRecords
 from storage.embedded import EmbeddedStore
@@ -82,7 +82,7 @@ def build_vault(settings: Settings) -> Vault:
     return Vault([key])
 
 
-def _repositories(db: Database) -> list[object]:
+def _repositories(db: Database) -> list[Repository]:
     return [
         ProcessedEvents(db),
         ServiceRecords(db),
@@ -115,7 +115,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
         runtime.mongo = client
         runtime._db = client[settings.mongodb_db]
         for repo in _repositories(runtime.db):
-            await repo.ensure_indexes()  # type: ignore[attr-defined]
+            await repo.ensure_indexes()
         yield
     finally:
         runtime._db = None
@@ -138,7 +138,6 @@ async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
         try:
             yield
         finally:
-            await runtime.drain(timeout=10.0)
             runtime._http = None
 
 

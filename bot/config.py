@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -59,7 +59,6 @@ class Settings:
     upload_concurrency: int = 4
     job_lease_seconds: float = 60.0
     worker_poll_seconds: float = 1.0
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     def base_url(self, port: int | None = None) -> str:
         """``BOT_PUBLIC_URL`` if set, else ``http://{host}:{port}`` (the bound port when known)."""

@@ -6,11 +6,8 @@ port, the database behind an embedded server) are only known once the server run
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import Coroutine
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import aiohttp
 from pymongo import AsyncMongoClient
@@ -27,8 +24,6 @@ if TYPE_CHECKING:
     from handlers.context import Context
     from handlers.router import Router
     from storage.events import ProcessedEvents
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -51,7 +46,6 @@ class Runtime:
     mongo: AsyncMongoClient[Doc] | None = None
     _db: Database | None = None
     _http: aiohttp.ClientSession | None = None
-    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     _services: Services | None = None
 
     @property
@@ -71,24 +65,3 @@ class Runtime:
         if self._http is None:
             raise RuntimeError("the HTTP client session is not open yet")
         return self._http
-
-    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
-        """Run ``coro`` after the reply; kept in a set, errors logged, cancelled on shutdown."""
-        task = asyncio.create_task(coro, name=name)
-        self.tasks.add(task)
-        task.add_done_callback(self._finished)
-        return task
-
-    def _finished(self, task: asyncio.Task[Any]) -> None:
-        self.tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background task %s failed", task.get_name(), exc_info=task.exception())
-
-    async def drain(self, timeout: float) -> None:
-        """Wait for in-flight background work, then cancel what is left."""
-        if self.tasks:
-            _, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.gather(*pending, return_exceptions=True)

@@ -381,9 +381,8 @@ class FileService:
         progress = UploadProgress.from_dict(dict(job.progress)) if job.progress else None
 
         async def save(p: UploadProgress) -> None:
-            if isinstance(source, HttpSource) and source.total and job.size is None:
-                await self._jobs.set_size(job.id, source.total)
-            await self._jobs.save_progress(job, holder, p.to_dict())
+            size = source.total if isinstance(source, HttpSource) else None
+            await self._jobs.save_progress(job, holder, p.to_dict(), size=size)
 
         def on_bytes(done: int) -> None:
             self._live[job.id] = done

@@ -249,7 +249,3 @@ class AuditLog:
                 "details": details,
             }
         )
-
-    @store_call
-    async def recent(self, limit: int = 50) -> list[Doc]:
-        return [d async for d in self._col.find({}, {"_id": 0}).sort("at", -1).limit(limit)]

@@ -203,14 +203,14 @@ class UploadJobs:
         return result.modified_count == 1
 
     @store_call
-    async def save_progress(self, job: Job, holder: str, progress: Mapping[str, Any]) -> None:
-        await self._col.update_one(
-            {"_id": job.id, "lease.holder": holder}, {"$set": {"progress": dict(progress)}}
-        )
-
-    @store_call
-    async def set_size(self, jid: str, size: int) -> None:
-        await self._col.update_one({"_id": jid}, {"$set": {"size": size}})
+    async def save_progress(
+        self, job: Job, holder: str, progress: Mapping[str, Any], *, size: int | None = None
+    ) -> None:
+        """Save upload progress, and the file's size once the source has told it."""
+        changes: Doc = {"progress": dict(progress)}
+        if size is not None:
+            changes["size"] = size
+        await self._col.update_one({"_id": job.id, "lease.holder": holder}, {"$set": changes})
 
     @store_call
     async def finish(self, job: Job, holder: str, state: str, **fields: Any) -> bool:
