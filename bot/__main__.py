@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         for problem in err.problems:
             print(f"config: {problem}", file=sys.stderr)
-        return 2
+        return 1 if args.command == "check" else 2  # CONTRACT §2: check exits 1 on problems
     setup_logging(settings.log_level, settings.log_format)
     if args.command == "serve":
         problems = serve_problems(settings)

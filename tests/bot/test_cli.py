@@ -107,7 +107,7 @@ async def test_bad_configuration_lists_every_variable(tmp_path: Path) -> None:
         stderr=asyncio.subprocess.PIPE,
     )
     _, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 2
+    assert proc.returncode == 1  # CONTRACT §2: check prints every problem, exits 1
     text = err.decode()
     assert "BOT_PORT" in text and "BOT_LOG_LEVEL" in text
 
