@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from handlers import buttons, chat, commands, files, welcome
+from handlers import buttons, chat, commands, files, suggestions, welcome
 from handlers.router import Router
 
 
 def build_router() -> Router:
     """The bot's router; order matters where filters overlap (first match wins)."""
     root = Router("cliqbot")
-    for feature in (welcome, commands, files, chat, buttons):
+    for feature in (welcome, commands, suggestions, files, chat, buttons):
         root.include(feature.router)
     return root

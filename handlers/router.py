@@ -85,9 +85,16 @@ async def dispatch(router: Router, event: Event, ctx: Context) -> tuple[Message,
     """The reply for ``event`` and its outcome label for metrics."""
     handler = router.resolve(event, ctx)
     if handler is None:
-        return text(
-            f"This bot does not handle `{event.type}` / `{event.handler}` events."
-        ), "unhandled"
+        # Anything Cliq sends that no route takes (context, form, widget, installation
+        # handlers, unknown types, another command's name) gets 200 and this (CONTRACT §4).
+        def shown(value: str) -> str:
+            value = value.replace("`", "'")
+            return value if len(value) <= 60 else value[:59] + "…"
+
+        what = f"`{shown(event.type)}` / `{shown(event.handler)}` events"
+        if event.name and event.type != "bot":  # a bot's events carry the bot's own name
+            what += f" for `{shown(event.name)}`"
+        return text(f"This bot does not handle {what}."), "unhandled"
     try:
         return await handler(event, ctx), "ok"
     except UsageError as err:

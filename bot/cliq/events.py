@@ -1,18 +1,27 @@
 """Typed inbound events: the JSON body Cliq sends to a webhook bot, command or function.
 
-:func:`parse_event` turns the raw body into an :class:`Event` or raises
-:class:`~bot.errors.BadPayload` naming the problem and the field. It is strict where the bot
-relies on a value and lenient where it does not:
+:func:`parse_event` turns the raw body into an :class:`Event`, or raises
+:class:`~bot.errors.BadPayload` naming the problem and the field. One rule (CONTRACT §4):
+**strict only on what the bot cannot go on without; lenient on everything else.**
 
-* the body must be a JSON object with string ``type`` and ``handler.type``; ``params`` must be an
-  object when present;
-* for the handled kinds (see :data:`HANDLED`) ``params.user.id`` is required, a command needs its
-  ``name`` and a button click its ``params.target``; every present field of the wrong type is an
-  error;
-* any other handler type still parses (the router answers "not handled"); its user, chat and
-  the rest are read best effort and fall back to empty values instead of failing;
-* ids may come as numbers and are turned into strings; ``admin`` counts only when it is the JSON
-  boolean ``true``; unknown fields are ignored.
+Strict — these, and nothing else, give a ``BadPayload``:
+
+* the body is a JSON object;
+* ``type`` and ``handler.type`` are non-empty strings (``handler`` may also be that string
+  itself, as in bodies from before late 2019);
+* ``params`` is an object when present (``null`` counts as empty);
+* for the handled kinds (:data:`HANDLED`) ``params.user.id`` is a non-empty string or an
+  integer (turned into its decimal string).
+
+Lenient — everything else is optional and read the way Cliq really sends it. A field that is
+missing, ``null`` or of another JSON type falls back to its default: numbers and booleans become
+strings where a string is expected, objects and lists there become the default; a timestamp that
+is not a number of milliseconds is 0; an option value that is not a scalar is JSON-encoded; an
+attachment that is not an object or has no URL is skipped (logged by its position only), one
+without a usable name gets a default name (``file`` plus the content type's extension); button
+``arguments`` keep any JSON; ``admin`` counts only when it is JSON ``true``; unknown fields are
+ignored. A body is never refused for a field the bot does not need; a command without a name
+simply matches no route.
 
 The module is web-framework free on purpose: handlers use it.
 """
@@ -21,37 +30,52 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+import logging
+import math
+import mimetypes
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 from bot.errors import BadPayload
 
 __all__ = [
+    "DEFAULT_FILE_NAME",
     "HANDLED",
     "Attachment",
     "ButtonClick",
     "Chat",
     "CliqUser",
     "Event",
+    "default_file_name",
     "event_identity",
     "parse_event",
 ]
 
-#: The (``type``, ``handler.type``) pairs the bot handles (CONTRACT §4).
+log = logging.getLogger(__name__)
+
+#: The (``type``, ``handler.type``) pairs the bot handles (CONTRACT §4); for these
+#: ``params.user.id`` is required.
 HANDLED: Final = frozenset(
     {
         ("bot", "welcome_handler"),
         ("bot", "message_handler"),
         ("bot", "mention_handler"),
         ("command", "execution_handler"),
+        ("command", "suggestion_handler"),
         ("function", "button_handler"),
     }
 )
 
+#: The name an attachment gets when the body gives none (an extension may be added).
+DEFAULT_FILE_NAME: Final = "file"
+
 _EMPTY: Mapping[str, str] = MappingProxyType({})
-_T = TypeVar("_T")
+_EMPTY_ANY: Mapping[str, Any] = MappingProxyType({})
+_MAX_MS: Final = 2**63 - 1  # what a store can keep as an integer
+# Only the standard library's own table, so a default name does not depend on the host.
+_MIME: Final = mimetypes.MimeTypes()
 
 
 @dataclass(frozen=True)
@@ -87,10 +111,11 @@ class Attachment:
 
 @dataclass(frozen=True)
 class ButtonClick:
-    """A click on a button the bot sent: ``target.name`` and the action's ``data``."""
+    """A click on a button: Cliq sends back only the button's key (CONTRACT §4)."""
 
-    name: str
-    data: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    key: str  # params.arguments.key as a string ("" when absent; numbers → str)
+    target: str = ""  # params.target.name, "" when absent
+    arguments: Mapping[str, Any] = field(default_factory=lambda: _EMPTY_ANY)  # read-only view
 
 
 @dataclass(frozen=True)
@@ -136,221 +161,234 @@ def parse_event(body: bytes) -> Event:
     except (RecursionError, ValueError):
         raise BadPayload("body is nested too deeply", field="body") from None
 
-    kind = _req_str(raw, "type", "type")
+    kind = _required_str(raw.get("type"), "type")
     handler_obj = raw.get("handler")
-    if not isinstance(handler_obj, dict):
+    if isinstance(handler_obj, str):  # bodies from before late 2019
+        handler = _required_str(handler_obj, "handler.type")
+    elif isinstance(handler_obj, dict):
+        handler = _required_str(handler_obj.get("type"), "handler.type")
+    else:
         raise BadPayload("handler.type is required", field="handler.type")
-    handler = _req_str(handler_obj, "type", "handler.type")
 
-    params_raw = raw.get("params", {})
+    params_raw = raw.get("params")
     if params_raw is None:
         params_raw = {}
     if not isinstance(params_raw, dict):
         raise BadPayload("params must be an object", field="params")
     params: dict[str, Any] = params_raw
 
-    strict = (kind, handler) in HANDLED
-
-    def part(read: Callable[[], _T], default: _T) -> _T:
-        if strict:
-            return read()
-        try:
-            return read()
-        except BadPayload:
-            return default
-
-    name = part(lambda: _opt_str(raw, "name", "name"), "")
-    if kind == "command" and strict and not name:
-        raise BadPayload("a command needs its name", field="name")
-    button = None
-    if (kind, handler) == ("function", "button_handler"):
-        button = _button(params)
-
+    response_url = raw.get("response_url")
     return Event(
         type=kind,
         handler=handler,
-        name=name,
-        unique_name=part(lambda: _opt_str(raw, "unique_name", "unique_name"), ""),
-        user=part(lambda: _user(params, required=strict), CliqUser(id="")),
-        chat=part(lambda: _chat(params), None),
-        text=part(lambda: _text(params) if kind == "bot" else "", ""),
-        arguments=part(
-            lambda: _opt_str(params, "arguments", "params.arguments") if kind == "command" else "",
-            "",
-        ),
-        options=part(lambda: _str_map(params.get("options"), "params.options"), _EMPTY),
-        attachments=part(lambda: _attachments(params), ()),
-        button=button,
-        timestamp_ms=part(lambda: _timestamp(raw.get("timestamp")), 0),
-        response_url=part(lambda: _opt_str(raw, "response_url", "response_url") or None, None),
+        name=_text(raw.get("name")),
+        unique_name=_text(raw.get("unique_name")),
+        user=_user(params, required=(kind, handler) in HANDLED),
+        chat=_chat(params.get("chat")),
+        text=_message_text(params.get("message")) if kind == "bot" else "",
+        arguments=_text(params.get("arguments")) if kind == "command" else "",
+        options=_options(params.get("options")),
+        attachments=_attachments(params),
+        button=_button(params) if (kind, handler) == ("function", "button_handler") else None,
+        timestamp_ms=_timestamp(raw.get("timestamp")),
+        response_url=response_url if isinstance(response_url, str) and response_url else None,
         identity=identity,
     )
 
 
-# --- field readers ---------------------------------------------------------------------------
+# --- field readers: only _required_str and _user (when required) raise -------------------------
 
 
-def _req_str(obj: Mapping[str, Any], key: str, path: str) -> str:
-    value = obj.get(key)
+def _required_str(value: object, path: str) -> str:
     if not isinstance(value, str) or not value:
         raise BadPayload(f"{path} is required and must be a non-empty string", field=path)
     return value
 
 
-def _opt_str(obj: Mapping[str, Any], key: str, path: str) -> str:
-    value = obj.get(key)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise BadPayload(f"{path} must be a string", field=path)
-    return value
-
-
-def _id(value: object, path: str) -> str:
-    """An id: a non-empty string, or an integer number (coerced to its decimal string)."""
-    if isinstance(value, str) and value:
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    raise BadPayload(f"{path} is required and must be a string or an integer", field=path)
-
-
-def _opt_obj(obj: Mapping[str, Any], key: str, path: str) -> dict[str, Any] | None:
-    value = obj.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise BadPayload(f"{path} must be an object", field=path)
-    return value
-
-
-def _user(params: Mapping[str, Any], *, required: bool) -> CliqUser:
-    user = _opt_obj(params, "user", "params.user")
-    if user is None:
-        if required:
-            raise BadPayload("params.user is required", field="params.user")
-        return CliqUser(id="")
-    return CliqUser(
-        id=_id(user.get("id"), "params.user.id"),
-        email=_opt_str(user, "email", "params.user.email"),
-        first_name=_opt_str(user, "first_name", "params.user.first_name"),
-        last_name=_opt_str(user, "last_name", "params.user.last_name"),
-        admin=user.get("admin") is True,
-    )
-
-
-def _chat(params: Mapping[str, Any]) -> Chat | None:
-    chat = _opt_obj(params, "chat", "params.chat")
-    if chat is None:
-        return None
-    return Chat(
-        id=_id(chat.get("id"), "params.chat.id"),
-        type=_opt_str(chat, "type", "params.chat.type"),
-        title=_opt_str(chat, "title", "params.chat.title"),
-    )
-
-
-def _text(params: Mapping[str, Any]) -> str:
-    message = params.get("message")
-    if message is None:
-        return ""
-    if isinstance(message, str):
-        return message
-    if isinstance(message, dict):
-        return _opt_str(message, "text", "params.message.text")
-    raise BadPayload("params.message must be a string or an object", field="params.message")
-
-
-def _scalar_str(value: object, path: str) -> str:
-    if value is None:
-        return ""
+def _text(value: object) -> str:
+    """A string field, leniently: numbers and booleans as text, anything else ``""``."""
     if isinstance(value, str):
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
         return str(value)
-    raise BadPayload(f"{path} must be a string, number or boolean", field=path)
+    return ""
 
 
-def _str_map(value: object, path: str) -> Mapping[str, str]:
-    if value is None:
-        return _EMPTY
+def _id(value: object) -> str:
+    """An id: a string, or an integer number as its decimal string; anything else ``""``."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return ""
+
+
+def _user(params: Mapping[str, Any], *, required: bool) -> CliqUser:
+    user = params.get("user")
+    if not isinstance(user, dict):
+        if required:
+            raise BadPayload("params.user is required and must be an object", field="params.user")
+        return CliqUser(id="")
+    user_id = _id(user.get("id"))
+    if required and not user_id:
+        raise BadPayload(
+            "params.user.id is required and must be a string or an integer",
+            field="params.user.id",
+        )
+    return CliqUser(
+        id=user_id,
+        email=_text(user.get("email")),
+        first_name=_text(user.get("first_name")),
+        last_name=_text(user.get("last_name")),
+        admin=user.get("admin") is True,
+    )
+
+
+def _chat(chat: object) -> Chat | None:
+    """The chat, or ``None`` when the body names none (no object, or no usable id)."""
+    if not isinstance(chat, dict):
+        return None
+    chat_id = _id(chat.get("id"))
+    if not chat_id:
+        return None
+    return Chat(id=chat_id, type=_text(chat.get("type")), title=_text(chat.get("title")))
+
+
+def _message_text(message: object) -> str:
+    """``params.message``: the text itself, or an object (a mention's) holding ``text``."""
+    if isinstance(message, dict):
+        return _text(message.get("text"))
+    return _text(message)
+
+
+def _options(value: object) -> Mapping[str, str]:
     if not isinstance(value, dict):
-        raise BadPayload(f"{path} must be an object", field=path)
-    return MappingProxyType({k: _scalar_str(v, f"{path}.{k}") for k, v in value.items()})
+        return _EMPTY
+    return MappingProxyType({str(k): _option_value(v) for k, v in value.items()})
+
+
+def _option_value(value: object) -> str:
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _text(value)
 
 
 def _button(params: Mapping[str, Any]) -> ButtonClick:
-    target = _opt_obj(params, "target", "params.target")
-    if target is None:
-        raise BadPayload("a button click needs params.target", field="params.target")
+    arguments = params.get("arguments")
+    args: Mapping[str, Any] = (
+        MappingProxyType(arguments) if isinstance(arguments, dict) else _EMPTY_ANY
+    )
+    target = params.get("target")
     return ButtonClick(
-        name=_req_str(target, "name", "params.target.name"),
-        data=_str_map(params.get("arguments"), "params.arguments"),
+        key=_text(args.get("key")),
+        target=_text(target.get("name")) if isinstance(target, dict) else "",
+        arguments=args,
     )
 
 
 def _timestamp(value: object) -> int:
-    if value is None:
+    """Milliseconds: an integer, a float or a numeric string; anything else (garbage) is 0."""
+    number: float | int
+    if isinstance(value, bool):
         return 0
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 20:
-        return int(value)
-    raise BadPayload("timestamp must be an integer number of milliseconds", field="timestamp")
+    if isinstance(value, int | float):
+        number = value
+    elif isinstance(value, str) and value.isascii() and len(value) <= 40:
+        digits = value.strip()
+        if digits.isdigit():
+            number = int(digits)
+        else:
+            try:
+                number = float(digits)
+            except ValueError:
+                return 0
+    else:
+        return 0
+    if isinstance(number, float):
+        if not math.isfinite(number):
+            return 0
+        number = int(number)
+    return number if 0 <= number <= _MAX_MS else 0
 
 
 def _derived_id(url: str) -> str:
     return "u-" + hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
-def _attachment(entry: object, path: str, *, type_key: str, comment: str = "") -> Attachment:
+def default_file_name(content_type: str) -> str:
+    """``file`` plus the extension the standard table gives ``content_type``, if any."""
+    kind = content_type.split(";", 1)[0].strip().lower()
+    if not kind or kind == "application/octet-stream":
+        return DEFAULT_FILE_NAME
+    extension = _MIME.guess_extension(kind)
+    return DEFAULT_FILE_NAME + extension if extension else DEFAULT_FILE_NAME
+
+
+def _attachment(
+    entry: object, path: str, *, type_keys: tuple[str, ...], comment: str = ""
+) -> tuple[Attachment, bool] | None:
+    """The attachment and whether the body named it, or ``None`` (skipped) without a URL."""
     if not isinstance(entry, dict):
-        raise BadPayload(f"{path} must be an object", field=path)
-    url = _req_str(entry, "url", f"{path}.url")
-    name = _req_str(entry, "name", f"{path}.name")
-    raw_id = entry.get("id")
-    return Attachment(
-        id=_derived_id(url) if raw_id in (None, "") else _id(raw_id, f"{path}.id"),
-        name=name,
-        url=url,
-        content_type=_opt_str(entry, type_key, f"{path}.{type_key}"),
-        comment=_opt_str(entry, "comment", f"{path}.comment") if "comment" in entry else comment,
+        log.warning("skipped %s: not an object", path)
+        return None
+    url = entry.get("url")
+    if not isinstance(url, str) or not url.strip():
+        log.warning("skipped %s: it has no url", path)
+        return None
+    content_type = next((t for k in type_keys if (t := _text(entry.get(k)))), "")
+    name = entry.get("name")
+    named = isinstance(name, str) and bool(name.strip())
+    own_comment = entry.get("comment")
+    return (
+        Attachment(
+            id=_id(entry.get("id")) or _derived_id(url),
+            name=name if isinstance(name, str) and named else default_file_name(content_type),
+            url=url,
+            content_type=content_type,
+            comment=comment if own_comment is None else _text(own_comment),
+        ),
+        named,
     )
 
 
 def _attachments(params: Mapping[str, Any]) -> tuple[Attachment, ...]:
-    found: list[Attachment] = []
+    found: list[tuple[Attachment, bool] | None] = []
     listed = params.get("attachments")
-    if listed is not None:
-        if not isinstance(listed, list):
-            raise BadPayload("params.attachments must be a list", field="params.attachments")
+    if isinstance(listed, list):
+        # A bot message's entries carry ``contenttype``, a slash command's ``type``.
         found.extend(
-            _attachment(entry, f"params.attachments[{i}]", type_key="contenttype")
+            _attachment(entry, f"params.attachments[{i}]", type_keys=("contenttype", "type"))
             for i, entry in enumerate(listed)
         )
-    details = _opt_obj(params, "message_details", "params.message_details")
-    message = _opt_obj(details, "message", "params.message_details.message") if details else None
-    if message is not None and message.get("type") == "attachment":
-        path = "params.message_details.message.file"
+    details = params.get("message_details")
+    message = details.get("message") if isinstance(details, dict) else None
+    if isinstance(message, dict) and message.get("type") == "attachment":
         found.append(
             _attachment(
                 message.get("file"),
-                path,
-                type_key="type",
-                comment=_opt_str(message, "comment", "params.message_details.message.comment"),
+                "params.message_details.message.file",
+                type_keys=("type", "contenttype"),
+                comment=_text(message.get("comment")),
             )
         )
+    # The same file may be listed twice (attachments and message_details): keep it once, in
+    # its first place, with the name the body gave if only a later copy has one.
     unique: list[Attachment] = []
-    seen_ids: set[str] = set()
-    seen_urls: set[str] = set()
+    named_at: list[bool] = []
+    by_id: dict[str, int] = {}
+    by_url: dict[str, int] = {}
     for item in found:
-        if item.id in seen_ids or item.url in seen_urls:
+        if item is None:
             continue
-        seen_ids.add(item.id)
-        seen_urls.add(item.url)
-        unique.append(item)
+        attachment, named = item
+        at = by_id.get(attachment.id, by_url.get(attachment.url))
+        if at is None:
+            by_id[attachment.id] = by_url[attachment.url] = len(unique)
+            unique.append(attachment)
+            named_at.append(named)
+        elif named and not named_at[at]:
+            unique[at] = replace(unique[at], name=attachment.name)
+            named_at[at] = True
     return tuple(unique)
