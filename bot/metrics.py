@@ -82,6 +82,10 @@ class Metrics:
         self.bytes_uploaded = Counter("cliqbot_uploaded_bytes_total", "Bytes uploaded.")
         self.refreshes = Counter("cliqbot_token_refreshes_total", "Token refreshes by outcome.")
         self.callbacks = Counter("cliqbot_oauth_callbacks_total", "OAuth callbacks by outcome.")
+        self.worker_errors = Counter(
+            "cliqbot_worker_errors_total",
+            "Unexpected errors in the upload worker by stage (keep, upload, claim, housekeeping).",
+        )
         self.event_latency = Histogram(
             "cliqbot_event_seconds", "Inbound event handling latency.", LATENCY_BUCKETS
         )
@@ -97,6 +101,7 @@ class Metrics:
             self.bytes_uploaded,
             self.refreshes,
             self.callbacks,
+            self.worker_errors,
             self.event_latency,
             self.upload_duration,
         ):

@@ -1,14 +1,21 @@
-"""``cliqbot rotate-keys``: re-encrypt every stored secret under the first key."""
+"""``cliqbot rotate-keys``: re-encrypt every stored secret under the first key.
+
+A maintenance command: it opens the store and the vault and nothing else. No HTTP session, no
+services, so no upload worker and no housekeeping (which would upload kept files, expire them
+and revoke expired linking checks at the provider while the operator rotates keys).
+"""
 
 from __future__ import annotations
 
 import logging
+from contextlib import asynccontextmanager
 
 from aiohttp import web
 
-from bot.app import create_app
+from bot.app import _store_ctx, build_vault
 from bot.config import Settings
-from bot.keys import RUNTIME
+from bot.keys import RUNTIME, SETTINGS
+from bot.runtime import Runtime
 from bot.vault import Sealed, Vault
 from storage.authorizations import Authorizations
 from storage.base import Database
@@ -44,13 +51,13 @@ async def rotate_all(db: Database, vault: Vault) -> int:
 
 
 async def rotate_keys(settings: Settings) -> int:
-    app = create_app(settings)
-    runner = web.AppRunner(app)
-    await runner.setup()  # opens the store and builds the vault, without listening
-    try:
-        services = app[RUNTIME].services
-        count = await rotate_all(app[RUNTIME].db, services.vault)
-    finally:
-        await runner.cleanup()
-    print(f"re-encrypted {count} record(s) under key {services.vault.primary_kid}")  # noqa: T201
+    vault = build_vault(settings)
+    # The store step of create_app alone (the embedded server when MONGODB_URI is unset, the
+    # client, the indexes), opened and closed exactly as serve does.
+    store = web.Application()
+    store[SETTINGS] = settings
+    store[RUNTIME] = Runtime(public_url=settings.base_url())
+    async with asynccontextmanager(_store_ctx)(store):
+        count = await rotate_all(store[RUNTIME].db, vault)
+    print(f"re-encrypted {count} record(s) under key {vault.primary_kid}")  # noqa: T201
     return 0

@@ -9,6 +9,13 @@ kicks the worker. The worker, running in every ``serve`` process, claims jobs wi
   time per account, saving progress so a restarted process resumes the same upload session.
 
 Each outcome is posted to the sender through Cliq.
+
+The worker is supervised: an error a job does not handle itself (a bug, malformed data, a store
+that answers no) is logged with its traceback, counted (``cliqbot_worker_errors_total`` by
+stage), and the job is tried again after a growing pause, then failed with a message to the
+sender; the slot carries on with the next job. A store that does not answer pauses the job (its
+lease lapses and it is claimed again). Housekeeping errors are logged and counted the same way
+and never end its loop. :meth:`FileService.start` and :meth:`FileService.stop` own the task.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import re
 import time
 import unicodedata
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,11 +35,13 @@ from typing import Any
 import aiohttp
 
 from bot.accounts import AccountService
-from bot.cliq.events import Attachment, Event
-from bot.cliq.messages import Button, Message, text
+from bot.cliq.events import Attachment, CliqUser, Event
+from bot.cliq.messages import MAX_KEY, Button, Message, text
 from bot.config import Settings
+from bot.durations import words
 from bot.errors import (
     BotError,
+    ChatError,
     ContentHashMismatch,
     FileTooLarge,
     InvalidToken,
@@ -40,13 +49,14 @@ from bot.errors import (
     ProviderError,
     SourceError,
     StoreError,
+    StoreUnavailable,
 )
 from bot.metrics import Metrics
 from bot.providers.dropbox import DropboxClient
 from bot.providers.relay import RetryPolicy, UploadProgress, relay_upload
 from handlers.context import Intake, Notifier
 from storage.authorizations import Authorizations
-from storage.connections import Connections
+from storage.connections import Connection, Connections
 from storage.uploads import (
     ACTIVE,
     DONE,
@@ -65,6 +75,10 @@ _MAX_NAME = 200
 _PIECE = 1024 * 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _MAX_JOB_ATTEMPTS = 3
+#: Pause before a job runs again after an unexpected error, by the number of attempts so far.
+_ERROR_BACKOFF = (5.0, 30.0, 120.0)
+#: Longest pause of a slot whose claims keep failing unexpectedly.
+_MAX_CLAIM_BACKOFF = 60.0
 
 
 def clean_name(name: str, fallback: str = _DEFAULT_NAME) -> str:
@@ -139,7 +153,7 @@ class HttpSource:
 
 
 class KeptSource:
-    """A file kept in the store (GridFS) as a ``ByteSource``."""
+    """A file kept in the store (GridFS) as a ``ByteSource``; may raise ``StoreError``."""
 
     def __init__(self, jobs: UploadJobs, file_id: Any) -> None:
         self._jobs = jobs
@@ -147,11 +161,18 @@ class KeptSource:
 
     @asynccontextmanager
     async def open(self, offset: int) -> AsyncIterator[AsyncIterator[bytes]]:
-        pieces = self._jobs.read_kept(self._id, offset)
-        try:
+        async with self._jobs.read_kept(self._id, offset) as pieces:
             yield pieces
-        finally:
-            await pieces.aclose()  # type: ignore[attr-defined]
+
+
+async def _at_most(pieces: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+    """``pieces``, raising :class:`FileTooLarge` once they add up to more than ``limit``."""
+    size = 0
+    async for piece in pieces:
+        size += len(piece)
+        if size > limit:
+            raise FileTooLarge(limit)
+        yield piece
 
 
 class FileService:
@@ -190,6 +211,7 @@ class FileService:
         self._live: dict[str, int] = {}
         self._stopping = False
         self._stop_event = asyncio.Event()
+        self._runner: asyncio.Task[None] | None = None
         accounts.on_connected.append(self.resume)
 
     # -- intake (handlers call these) --
@@ -215,7 +237,8 @@ class FileService:
         if authorized:
             where = "your Dropbox" if credential_user == event.user.id else "the shared Dropbox"
             return Intake(f"{name}: upload to {where} started; I will tell you when it is saved.")
-        return Intake(f"{name}: I kept it for you (for 7 days).", needs_connect=True)
+        ttl = words(self._settings.kept_file_ttl)
+        return Intake(f"{name}: I kept it for you (for {ttl}).", needs_connect=True)
 
     async def status_lines(self, user_id: str) -> list[str]:
         lines = []
@@ -260,58 +283,132 @@ class FileService:
 
     # -- the worker --
 
-    async def run(self, concurrency: int) -> None:
-        """Worker slots plus housekeeping, until :meth:`stop`."""
+    def start(self, concurrency: int) -> None:
+        """Start ``concurrency`` upload slots and the housekeeping as one task, until ``stop``."""
+        if self._runner is not None:
+            raise RuntimeError("the upload worker is running already")
         self._stopping = False
         self._stop_event = asyncio.Event()
-        await asyncio.gather(*(self._slot(i) for i in range(concurrency)), self._housekeeping())
+        self._runner = asyncio.create_task(self._run(concurrency), name="upload-worker")
+        self._runner.add_done_callback(self._ended)
 
-    async def stop(self, runner: asyncio.Task[None], timeout: float) -> None:
+    async def stop(self, timeout: float) -> None:
         """Let in-flight work finish (up to ``timeout`` s), then cancel what is left.
 
         Slots are asked to stop between jobs rather than cancelled outright: cancelling
         PyMongo's async client while it waits for a server can leave it unable to close.
+        A stop before the worker's first step returns at once, and so does a second stop.
         """
+        runner = self._runner
+        if runner is None:
+            return
         self._stopping = True
         self._stop_event.set()
         self._wake.set()
-        try:
-            await asyncio.wait_for(asyncio.shield(runner), timeout)
-        except TimeoutError:
+        done, _ = await asyncio.wait({runner}, timeout=timeout)
+        if not done:
             log.warning("uploads still running after %s s; they resume on the next start", timeout)
             runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await runner
+            await asyncio.wait({runner})
+        if self._runner is runner:
+            self._runner = None
+
+    def _ended(self, runner: asyncio.Task[None]) -> None:
+        if runner.cancelled():
+            return
+        exc = runner.exception()
+        if exc is not None:
+            log.error("the upload worker ended; no file uploads until a restart", exc_info=exc)
+        elif not self._stopping:
+            log.error("the upload worker ended before it was stopped")
+
+    async def _run(self, concurrency: int) -> None:
+        async with asyncio.TaskGroup() as group:
+            for index in range(concurrency):
+                group.create_task(self._slot(index), name=f"upload-slot-{index}")
+            group.create_task(self._housekeeping(), name="upload-housekeeping")
 
     async def _idle(self, seconds: float) -> None:
+        if self._stopping:
+            return  # checked before clearing: stop() sets the flag, then wakes
         self._wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
 
     async def _slot(self, index: int) -> None:
         holder = f"{self._holder}-{index}"  # leases and account locks belong to one slot
+        claim_errors = 0
         while not self._stopping:
             try:
                 job = await self._jobs.claim(holder, self._lease, (QUEUED, KEEP))
-            except StoreError as err:
+            except StoreUnavailable as err:
                 log.warning("upload slot %s: %s", index, err)
                 job = None
+            except Exception:
+                # Supervision: a claim that fails otherwise (e.g. a malformed job document, set
+                # aside by the store) is logged and counted; the slot tries again after a pause.
+                log.exception("upload slot %s could not claim a job", index)
+                self._metrics.worker_errors.inc(stage="claim")
+                claim_errors += 1
+                await self._idle(min(self._poll * 2**claim_errors, _MAX_CLAIM_BACKOFF))
+                continue
+            claim_errors = 0
             if job is None:
-                if not self._stopping:
-                    await self._idle(self._poll)
+                await self._idle(self._poll)
                 continue
             self._wake.set()  # there may be more: let another slot look
-            heartbeat = asyncio.create_task(self._heartbeat(job, holder))
+            stage = "keep" if job.state == KEEP else "upload"
             try:
-                if job.state == KEEP:
-                    await self._keep(job, holder)
-                else:
-                    await self._upload(job, holder)
-            except StoreError as err:
-                log.warning("job %s paused, the store failed: %s", job.id, err)
-            finally:
-                heartbeat.cancel()
-                self._live.pop(job.id, None)
+                await self._run_job(job, holder, stage)
+            except Exception:
+                # Reporting the job's own error failed too (e.g. the message could not be
+                # built): logged and counted; the job runs again when its lease lapses.
+                log.exception("upload slot %s: job %s could not be settled", index, job.id)
+                self._metrics.worker_errors.inc(stage=stage)
+
+    async def _run_job(self, job: Job, holder: str, stage: str) -> None:
+        heartbeat = asyncio.create_task(self._heartbeat(job, holder))
+        try:
+            if job.state == KEEP:
+                await self._keep(job, holder)
+            else:
+                await self._upload(job, holder)
+        except StoreUnavailable as err:
+            log.warning("job %s paused, the store does not answer: %s", job.id, err)
+        except Exception as exc:
+            # Supervision: whatever the job did not handle is logged with its traceback and
+            # counted; the job is retried later, then failed (never swallowed, never fatal).
+            log.exception("job %s: unexpected error (%s)", job.id, stage)
+            self._metrics.worker_errors.inc(stage=stage)
+            await self._unexpected(job, holder, exc)
+        finally:
+            heartbeat.cancel()
+            self._live.pop(job.id, None)
+
+    async def _unexpected(self, job: Job, holder: str, exc: Exception) -> None:
+        """Retry a job that raised an unexpected error after a pause; fail it in the end."""
+        reason = f"internal error ({type(exc).__name__})"
+        try:
+            if job.attempts + 1 < _MAX_JOB_ATTEMPTS:
+                delay = _ERROR_BACKOFF[min(job.attempts, len(_ERROR_BACKOFF) - 1)]
+                await self._jobs.postpone(job, holder, delay, error=reason)
+                log.warning("job %s postponed %s s after an unexpected error", job.id, delay)
+                return
+            if not await self._jobs.finish(job, holder, FAILED, error=reason):
+                return  # the job had moved on (or its lease lapsed) before the error
+        except StoreError as err:
+            log.warning("job %s: the error could not be recorded (%s); it runs again", job.id, err)
+            return
+        self._metrics.uploads.inc(outcome="failed")
+        log.warning("job %s failed after %s attempts: %s", job.id, job.attempts + 1, reason)
+        await self._notify(
+            job,
+            Message(
+                text=f"{job.name}: the upload failed on my side (internal error);"
+                " send it again or press Retry.",
+                buttons=self._retry_buttons(job),
+            ),
+        )
 
     async def _heartbeat(self, job: Job, holder: str) -> None:
         while True:
@@ -322,12 +419,20 @@ class FileService:
                 log.warning("could not renew the lease of job %s", job.id)
 
     async def _housekeeping(self) -> None:
+        steps: tuple[Callable[[], Awaitable[object]], ...] = (
+            self._expire_kept,
+            self._accounts.discard_expired_pending,
+        )
         while not self._stopping:
-            try:
-                await self._expire_kept()
-                await self._accounts.discard_expired_pending()
-            except StoreError as err:
-                log.warning("housekeeping skipped: %s", err)
+            for step in steps:
+                try:
+                    await step()
+                except StoreError as err:
+                    log.warning("housekeeping skipped %s: %s", step.__name__, err)
+                except Exception:
+                    # Supervision: logged with the traceback and counted; the next round runs.
+                    log.exception("housekeeping failed in %s", step.__name__)
+                    self._metrics.worker_errors.inc(stage="housekeeping")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop_event.wait(), max(self._poll * 10, 1.0))
 
@@ -336,11 +441,11 @@ class FileService:
         for job in await self._jobs.kept_older_than(cutoff):
             if await self._jobs.expire(job):
                 await self._jobs.delete_kept(job.kept_file)
-                days = max(1, round(self._settings.kept_file_ttl / 86400))
+                waited = words(self._settings.kept_file_ttl)
                 await self._notify(
                     job,
                     text(
-                        f"{job.name} waited {days} day(s) for a connection and was"
+                        f"{job.name} waited {waited} for a connection and was"
                         " deleted. Send it again after connecting."
                     ),
                 )
@@ -348,26 +453,21 @@ class FileService:
     async def _keep(self, job: Job, holder: str) -> None:
         """Download the attachment into the store, then wait for (or go straight to) upload."""
         await self._jobs.delete_kept(job.kept_file)
-        source = HttpSource(self._http, job.url, self._settings.max_file_bytes)
-        upload = self._jobs.kept.open_upload_stream(job.name, metadata={"job": job.id})
-        size = 0
+        limit = self._settings.max_file_bytes
+        source = HttpSource(self._http, job.url, limit)
         try:
             async with source.open(0) as pieces:
-                async for piece in pieces:
-                    size += len(piece)
-                    if size > self._settings.max_file_bytes:
-                        raise FileTooLarge(self._settings.max_file_bytes)
-                    await upload.write(piece)
-            await upload.close()
+                kept_file, size = await self._jobs.save_kept(
+                    job.id, job.name, _at_most(pieces, limit)
+                )
         except (SourceError, FileTooLarge) as err:
-            await upload.abort()
             await self._jobs.finish(job, holder, FAILED, error=str(err))
             self._metrics.uploads.inc(outcome="source_error")
             await self._notify(job, text(f"{job.name}: {err}. Please send it again."))
             return
         auth = await self._auths.get(job.connection, job.credential_user)
         next_state = QUEUED if auth is not None and auth.connected else WAITING
-        await self._jobs.finish(job, holder, next_state, kept_file=upload._id, size=size)
+        await self._jobs.finish(job, holder, next_state, kept_file=kept_file, size=size)
         if next_state == QUEUED:
             self._wake.set()
 
@@ -422,6 +522,8 @@ class FileService:
             self._metrics.uploads.inc(outcome="source_error")
             await self._notify(job, text(f"{job.name}: {err}. Please send it again."))
             return
+        except StoreError:
+            raise  # the store, not the upload: paused or retried by the slot (_run_job)
         except (ProviderError, BotError) as err:
             await self._failed(job, err, holder)
             return
@@ -463,14 +565,11 @@ class FileService:
         if job.credential_user == job.sender_id:
             await self._notify(
                 job,
-                Message(
-                    text=f"{job.name}: your Dropbox connection no longer works, so I kept the file."
+                await self._connect_prompt(
+                    job.sender_id,
+                    conn,
+                    f"{job.name}: your Dropbox connection no longer works, so I kept the file."
                     " Connect again and I upload it.",
-                    buttons=(
-                        Button.invoke(
-                            "Connect", "cliqbot", {"action": "connect", "link": conn.link}
-                        ),
-                    ),
                 ),
             )
         else:
@@ -483,11 +582,25 @@ class FileService:
             )
             await self._notifier.notify(
                 [job.credential_user],
-                text(
-                    f"*{conn.name}* needs you to connect again (`connect {conn.link}`):"
-                    " files are waiting."
+                await self._connect_prompt(
+                    job.credential_user,
+                    conn,
+                    f"*{conn.name}* needs you to connect again: files are waiting.",
                 ),
             )
+
+    async def _connect_prompt(self, user_id: str, conn: Connection, intro: str) -> Message:
+        """``intro`` with an ``open.url`` connect link for ``user_id`` (CONTRACT §4)."""
+        try:
+            url = await self._accounts.connect_url(conn, CliqUser(id=user_id))
+        except ChatError as err:  # e.g. the connection's service is gone
+            return text(f"{intro} {err}")
+        ttl = words(self._settings.connect_link_ttl)
+        return Message(
+            text=f"{intro}\nThe link works once and for {ttl}.",
+            card_title=f"Connect {conn.name}",
+            buttons=(Button.open_url("Connect", url),),
+        )
 
     async def _failed(self, job: Job, err: BotError, holder: str) -> None:
         retryable = isinstance(err, ProviderError) and not isinstance(err, ContentHashMismatch)
@@ -502,14 +615,19 @@ class FileService:
         await self._notify(
             job,
             Message(
-                text=f"{job.name}: the upload failed ({err}).",
-                buttons=(
-                    Button.invoke("Retry", "cliqbot", {"action": "retry", "job": job.id}),
-                    Button.invoke(
-                        "Cancel", "cliqbot", {"action": "cancel", "job": job.id}, type="-"
-                    ),
-                ),
+                text=f"{job.name}: the upload failed ({err}).", buttons=self._retry_buttons(job)
             ),
+        )
+
+    @staticmethod
+    def _retry_buttons(job: Job) -> tuple[Button, ...]:
+        """Retry and Cancel for a failed job; none if its id makes too long a key."""
+        if len(f"cancel:{job.id}") > MAX_KEY:
+            log.warning("job %s: its id is too long for Retry / Cancel buttons", job.id)
+            return ()
+        return (
+            Button.invoke("Retry", f"retry:{job.id}"),
+            Button.invoke("Cancel", f"cancel:{job.id}", type="-"),
         )
 
     async def _notify(self, job: Job, message: Message) -> None:

@@ -9,25 +9,36 @@ States::
 
     keep ──(downloaded into the store)──▶ waiting ──(user connects)──▶ queued
     queued ──▶ done | failed | keep (authorization lost: file kept, user prompted)
-    waiting ──(7 days)──▶ expired          any ──▶ cancelled
+    waiting ──(BOT_KEPT_FILE_TTL)──▶ expired          any ──▶ cancelled
+    queued | keep ──(claimed, but the document cannot be read as a job)──▶ broken
+
+A broken job is set aside (no query of the flow looks at that state) so that it neither fails
+every claim nor holds up the later files of its account.
+
+Kept files live in the ``kept_files`` GridFS bucket, reached only through this repository
+(:meth:`UploadJobs.save_kept`, :meth:`~UploadJobs.read_kept`, :meth:`~UploadJobs.delete_kept`),
+whose GridFS driver errors become :class:`~bot.errors.StoreUnavailable` (the store does not
+answer) or :class:`~bot.errors.StoreError` (it answered no: a missing or corrupt file).
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
 from gridfs import AsyncGridFSBucket
+from gridfs.asynchronous.grid_file import AsyncGridOut
 from gridfs.errors import NoFile
 from pymongo import ReturnDocument
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from storage.base import Database, Doc, store_call
+from bot.errors import StoreError, StoreUnavailable
+from storage.base import _UNAVAILABLE, Database, Doc, store_call
 
 KEEP = "keep"
 WAITING = "waiting"
@@ -36,7 +47,20 @@ DONE = "done"
 FAILED = "failed"
 EXPIRED = "expired"
 CANCELLED = "cancelled"
+BROKEN = "broken"
 ACTIVE = (KEEP, WAITING, QUEUED)
+
+
+@contextlib.contextmanager
+def _gridfs(what: str) -> Iterator[None]:
+    """GridFS calls translate driver errors as :func:`~storage.base.store_call` does, and also
+    the ones that mean the store answered no (``NoFile``, ``CorruptGridFile``, ...)."""
+    try:
+        yield
+    except _UNAVAILABLE as exc:
+        raise StoreUnavailable(f"the database is not answering ({type(exc).__name__})") from exc
+    except PyMongoError as exc:
+        raise StoreError(f"{what} failed ({type(exc).__name__})") from exc
 
 
 def job_id(sender_id: str, attachment_id: str) -> str:
@@ -90,7 +114,7 @@ class UploadJobs:
     def __init__(self, db: Database) -> None:
         self._col = db["upload_jobs"]
         self._locks = db["upload_locks"]
-        self.kept = AsyncGridFSBucket(db, bucket_name="kept_files")
+        self._kept = AsyncGridFSBucket(db, bucket_name="kept_files")
         self._last_seq = 0
 
     def _next_seq(self) -> int:
@@ -149,7 +173,10 @@ class UploadJobs:
 
     @store_call
     async def claim(self, holder: str, lease: float, states: tuple[str, ...]) -> Job | None:
-        """Lease the oldest runnable job in ``states`` whose account is free; lock the account."""
+        """Lease the oldest runnable job in ``states`` whose account is free; lock the account.
+
+        A claimed document that cannot be read as a job is set aside (``broken``, lease and
+        lock dropped) and reported as :class:`~bot.errors.StoreError`."""
         now = datetime.now(UTC)
         runnable = {
             "state": {"$in": list(states)},
@@ -170,10 +197,24 @@ class UploadJobs:
                 return_document=ReturnDocument.AFTER,
             )
             if claimed is not None:
-                return _job(claimed)
+                try:
+                    return _job(claimed)
+                except (KeyError, TypeError, ValueError) as exc:
+                    await self._set_aside(claimed["_id"], key, holder, exc)
+                    raise StoreError(
+                        f"job {claimed['_id']} is malformed ({type(exc).__name__}: {exc});"
+                        f" set aside as {BROKEN}"
+                    ) from exc
             if doc["state"] == QUEUED:
                 await self.unlock(key, holder)
         return None
+
+    async def _set_aside(self, jid: Any, key: str, holder: str, exc: Exception) -> None:
+        await self._col.update_one(
+            {"_id": jid, "lease.holder": holder},
+            {"$set": {"state": BROKEN, "lease": None, "error": type(exc).__name__}},
+        )
+        await self.unlock(key, holder)
 
     async def _lock(self, key: str, holder: str, lease: float) -> bool:
         now = datetime.now(UTC)
@@ -312,20 +353,55 @@ class UploadJobs:
 
     # -- kept bytes --
 
+    async def save_kept(
+        self, jid: str, name: str, pieces: AsyncIterable[bytes]
+    ) -> tuple[ObjectId, int]:
+        """Store ``pieces`` as a new kept file of job ``jid``: its id and size.
+
+        Whatever fails (the pieces, e.g. a broken download, or the store), the partial file is
+        removed and the error raised."""
+        with _gridfs(f"keeping the file of job {jid}"):
+            upload = self._kept.open_upload_stream(name, metadata={"job": jid})
+            size = 0
+            try:
+                async for piece in pieces:
+                    await upload.write(piece)
+                    size += len(piece)
+                await upload.close()
+            except Exception:
+                with contextlib.suppress(PyMongoError):
+                    await upload.abort()
+                raise
+            file_id: ObjectId = upload._id
+            return file_id, size
+
     async def delete_kept(self, file_id: ObjectId | None) -> None:
         if file_id is None:
             return
-        with contextlib.suppress(NoFile):
-            await self.kept.delete(file_id)
+        with _gridfs(f"deleting kept file {file_id}"), contextlib.suppress(NoFile):
+            await self._kept.delete(file_id)
 
-    async def read_kept(self, file_id: ObjectId, offset: int) -> AsyncIterator[bytes]:
-        stream = await self.kept.open_download_stream(file_id)
+    @contextlib.asynccontextmanager
+    async def read_kept(
+        self, file_id: ObjectId, offset: int
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
+        """The kept file's bytes from ``offset``, readable while the context is open."""
+        what = f"reading kept file {file_id}"
+        with _gridfs(what):
+            stream = await self._kept.open_download_stream(file_id)
         try:
-            await stream.seek(offset)
-            while True:
-                chunk = await stream.readchunk()
-                if not chunk:
-                    return
-                yield chunk
+            with _gridfs(what):
+                await stream.seek(offset)
+            yield _chunks(stream, what)
         finally:
-            await stream.close()
+            with contextlib.suppress(PyMongoError):
+                await stream.close()
+
+
+async def _chunks(stream: AsyncGridOut, what: str) -> AsyncIterator[bytes]:
+    while True:
+        with _gridfs(what):
+            chunk = await stream.readchunk()
+        if not chunk:
+            return
+        yield chunk
