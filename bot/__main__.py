@@ -117,6 +117,13 @@ async def check(settings: Settings) -> list[str]:
         problems.append("CLIQ_BOT_NAME: not set; the bot cannot post messages to Cliq")
     if not settings.cliq_webhook_token:
         problems.append("CLIQ_WEBHOOK_TOKEN: not set; the bot cannot post messages to Cliq")
+    if not settings.cliq_function_owner:
+        problems.append(
+            "CLIQ_FUNCTION_OWNER: not set; set it to the email of whoever created the Cliq"
+            f" function `{settings.cliq_function_name}` (CLIQ_FUNCTION_NAME: a button function"
+            f" executed through {settings.base_url()}/cliq/webhook), or clicks on the bot's"
+            " Retry / Cancel buttons may not reach the bot"
+        )
     if not settings.dropbox_app_key:
         problems.append("DROPBOX_APP_KEY / DROPBOX_APP_SECRET: not set; Dropbox cannot connect")
     problems += _check_data_dir(settings.data_dir)

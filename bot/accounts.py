@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from bot import durations
 from bot.cliq.events import CliqUser
 from bot.cliq.messages import Message, text
 from bot.config import Settings
@@ -231,7 +232,7 @@ class AccountService:
                 200,
                 "One more step",
                 f"Signed in as {who}. Send this code to the bot in chat within"
-                " 5 minutes to finish connecting:",
+                f" {durations.words(LINKING_WINDOW)} to finish connecting:",
                 code=code6,
             )
         await self._store(
@@ -295,8 +296,8 @@ class AccountService:
             if float(info.get("expires_at", 0)) < now:
                 await self.revoke(conn, user.id, forget=True)
                 return text(
-                    "That sign-in waited more than 5 minutes and was discarded."
-                    " Say `connect` to start again."
+                    f"That sign-in waited more than {durations.words(LINKING_WINDOW)} and was"
+                    " discarded. Say `connect` to start again."
                 )
             tries = await self._auths.count_try(auth.link, user.id)
             expected = str(info.get("code_hash", ""))

@@ -147,7 +147,11 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     vault = build_vault(settings)
     cliq = (
         CliqClient(
-            http, settings.cliq_api_base, settings.cliq_bot_name, settings.cliq_webhook_token
+            http,
+            settings.cliq_api_base,
+            settings.cliq_bot_name,
+            settings.cliq_webhook_token,
+            function=settings.cliq_function,
         )
         if settings.cliq_bot_name and settings.cliq_webhook_token
         else None
@@ -201,9 +205,9 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         if settings.cliq_public_key
         else None,
     )
-    worker = asyncio.create_task(files.run(settings.upload_concurrency), name="upload-worker")
+    files.start(settings.upload_concurrency)
     try:
         yield
     finally:
-        await files.stop(worker, timeout=_DRAIN_SECONDS)
+        await files.stop(timeout=_DRAIN_SECONDS)
         runtime._services = None

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
+from bot.cliq.messages import CliqFunction
 from bot.errors import ConfigError
 from bot.secret import Secret
 
@@ -43,6 +44,8 @@ class Settings:
     cliq_bot_name: str | None = None
     cliq_webhook_token: Secret | None = None
     command_name: str = "connection"
+    cliq_function_name: str = "cliqbot"
+    cliq_function_owner: str | None = None
     dropbox_app_key: str | None = None
     dropbox_app_secret: Secret | None = None
     dropbox_authorize_url: str = "https://www.dropbox.com/oauth2/authorize"
@@ -65,6 +68,11 @@ class Settings:
         if self.public_url:
             return self.public_url.rstrip("/")
         return f"http://{self.host}:{port if port is not None else self.port}"
+
+    @property
+    def cliq_function(self) -> CliqFunction:
+        """Where clicks on the bot's ``invoke.function`` buttons go (CONTRACT §4)."""
+        return CliqFunction(self.cliq_function_name, self.cliq_function_owner)
 
     @property
     def has_inbound_auth(self) -> bool:
@@ -212,6 +220,12 @@ def _read_public_key(reader: _Reader) -> str | None:
     return pem
 
 
+def _email(value: str) -> str:
+    if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
+        raise ValueError
+    return value
+
+
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Validate ``env`` into :class:`Settings`; raise :class:`ConfigError` listing every problem."""
     r = _Reader(env)
@@ -242,6 +256,10 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         cliq_bot_name=r.get("CLIQ_BOT_NAME", None, _name, "a bot unique name"),
         cliq_webhook_token=r.secret("CLIQ_WEBHOOK_TOKEN"),
         command_name=r.get("BOT_COMMAND_NAME", "connection", _name, "a command name"),
+        cliq_function_name=r.get(
+            "CLIQ_FUNCTION_NAME", "cliqbot", _name, "a Cliq function name (letters, digits, _.-)"
+        ),
+        cliq_function_owner=r.get("CLIQ_FUNCTION_OWNER", None, _email, "an email address"),
         dropbox_app_key=app_key,
         dropbox_app_secret=app_secret,
         dropbox_authorize_url=r.get(

@@ -1,4 +1,8 @@
-"""Clicks on buttons the bot itself sent: connect, retry, cancel."""
+"""Clicks on buttons the bot itself sent, routed by the button's key (CONTRACT §4).
+
+Cliq sends back only the key of a clicked button, so every key says what the click means:
+``connect:<link name>``, ``retry:<job id>``, ``cancel:<job id>``.
+"""
 
 from __future__ import annotations
 
@@ -11,21 +15,23 @@ from handlers.router import Router
 
 router = Router("buttons")
 
+NOT_MINE = "That button is not one of mine, or it is out of date."
+
 
 @router.button()
 async def button(event: Event, ctx: Context) -> Message:
     click = event.button
     assert click is not None
-    action = click.data.get("action", click.name)
+    action, _, value = click.key.partition(":")
+    if not value:
+        raise UsageError(NOT_MINE)
     if action == "connect":
-        link = click.data.get("link", "")
-        conn = await ctx.connections.require(link)
+        conn = await ctx.connections.require(value)
         return await connect_prompt(
             ctx, conn, event.user, f"Connect your account to *{conn.name}*."
         )
-    job = click.data.get("job", "")
-    if action == "retry" and job:
-        return text(await ctx.files.retry(event.user.id, job))
-    if action == "cancel" and job:
-        return text(await ctx.files.cancel(event.user.id, job))
-    raise UsageError("That button is not one of mine, or it is out of date.")
+    if action == "retry":
+        return text(await ctx.files.retry(event.user.id, value))
+    if action == "cancel":
+        return text(await ctx.files.cancel(event.user.id, value))
+    raise UsageError(NOT_MINE)

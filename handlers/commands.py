@@ -6,6 +6,7 @@ import shlex
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+from bot import durations
 from bot.cliq.events import CliqUser, Event
 from bot.cliq.messages import Button, Message, Slide, text
 from bot.errors import Conflict, NotAllowed, UsageError
@@ -129,9 +130,9 @@ async def _check_scopes(ctx: Context, service: str, scopes: Sequence[str]) -> No
 
 async def connect_prompt(ctx: Context, conn: Connection, user: CliqUser, intro: str) -> Message:
     url = await ctx.accounts.connect_url(conn, user)
-    minutes = max(1, ctx.settings.connect_link_ttl // 60)
+    ttl = durations.words(ctx.settings.connect_link_ttl)
     return Message(
-        text=f"{intro}\nThe link works once and for {minutes} minutes.",
+        text=f"{intro}\nThe link works once and for {ttl}.",
         card_title=f"Connect {conn.name}",
         buttons=(Button.open_url("Connect", url),),
     )
@@ -330,6 +331,13 @@ async def publish(event: Event, args: Args, ctx: Context) -> Message:
     _allow_only(args, set(), ctx)
     _require_admin(ctx, event.user)
     conn = await ctx.connections.require(link)
+    info = await ctx.services.info(conn.service)
+    if info is None or not info.receives_files:
+        raise Conflict(
+            f"`{link}` uses the service `{conn.service}`, which cannot receive files:"
+            " only a Dropbox connection can be published as the bot's upload connection."
+            " Nothing was changed."
+        )
     if not conn.login_user_credentials and await _owner_status(ctx, conn) != "connected":
         raise Conflict(
             f"`{link}` runs on the owner's account, and the owner is not connected:"

@@ -16,6 +16,9 @@ from bot.config import Settings
 from storage.authorizations import Authorizations
 from storage.connections import AuditLog, Connection, Connections
 
+#: Service kinds that files sent to the bot can land in (CONTRACT §5 ``publish``).
+FILE_DESTINATIONS = frozenset({"dropbox"})
+
 
 @dataclass(frozen=True)
 class ServiceInfo:
@@ -23,6 +26,10 @@ class ServiceInfo:
     kind: str
     scopes: tuple[str, ...]
     default: bool
+
+    @property
+    def receives_files(self) -> bool:
+        return self.kind in FILE_DESTINATIONS
 
 
 class ServiceCatalog(Protocol):

@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from bot.cliq.messages import Message
+from bot.cliq.messages import CliqFunction, Message
 from bot.errors import ApiError, ServerError
 from bot.secret import Secret
 
@@ -39,6 +39,7 @@ class CliqClient:
         bot_name: str,
         webhook_token: Secret,
         *,
+        function: CliqFunction | None = None,
         max_attempts: int = 5,
         base_delay: float = 0.5,
         max_delay: float = 30.0,
@@ -52,6 +53,7 @@ class CliqClient:
         self._url = api_base.rstrip("/") + self._path
         self._bot_name = bot_name
         self._token = webhook_token
+        self._function = function
         self._max_attempts = max_attempts
         self._base_delay = base_delay
         self._max_delay = max_delay
@@ -63,7 +65,7 @@ class CliqClient:
         ids = [u for u in userids if u]
         if not ids:
             raise ValueError("post_message needs at least one user id")
-        payload = {**message.to_dict(), "userids": ",".join(ids)}
+        payload = {**message.to_dict(self._function), "userids": ",".join(ids)}
         problem = ""
         status = 0
         for attempt in range(1, self._max_attempts + 1):

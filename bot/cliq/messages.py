@@ -1,9 +1,16 @@
 """Reply builders: typed messages rendered into Cliq message maps within Cliq's limits.
 
 Limits (reference/cliq.md): message text at most 5,000 characters, at most 5 buttons, a button
-label at most 20 characters, an ``open.url`` link at most 256 characters. Text and labels are
-shortened with an ellipsis; extra buttons are dropped with a logged warning; a link that is too
-long is a programming error (connect links are short) and raises :class:`ValueError`.
+label at most 20 characters, a button key at most 100, an ``open.url`` link at most 256 characters.
+
+Buttons that act in the bot are ``invoke.function`` buttons identified by their ``key`` alone:
+Cliq sends back only the key of a clicked button (CONTRACT §4), so what a click means lives in
+the key (``retry:<job id>``) and ``action.data`` is exactly the Cliq function to invoke
+(``CLIQ_FUNCTION_NAME``, plus ``owner`` when set), filled in when the message is rendered.
+
+Text and labels are shortened with an ellipsis; extra buttons are dropped with a logged warning;
+a link that is too long is a programming error (connect links are short) and raises
+:class:`ValueError`.
 
 The module is web-framework free on purpose: handlers use it.
 """
@@ -20,7 +27,9 @@ __all__ = [
     "MAX_LABEL",
     "MAX_TEXT",
     "MAX_URL",
+    "MAX_KEY",
     "Button",
+    "CliqFunction",
     "Message",
     "Slide",
     "text",
@@ -32,6 +41,7 @@ MAX_TEXT: Final = 5000
 MAX_LABEL: Final = 20
 MAX_BUTTONS: Final = 5
 MAX_URL: Final = 256
+MAX_KEY: Final = 100
 _ELLIPSIS: Final = "…"
 
 
@@ -56,10 +66,28 @@ def _plain(value: object) -> object:
 
 
 @dataclass(frozen=True)
+class CliqFunction:
+    """The Cliq function (type button) that receives clicks on the bot's ``invoke.function``
+    buttons: ``CLIQ_FUNCTION_NAME`` and, when set, ``CLIQ_FUNCTION_OWNER``."""
+
+    name: str
+    owner: str | None = None
+
+    def action_data(self) -> dict[str, str]:
+        data = {"name": self.name}
+        if self.owner:
+            data["owner"] = self.owner
+        return data
+
+
+@dataclass(frozen=True)
 class Button:
+    """A button: an ``open.url`` link, or an ``invoke.function`` click identified by ``key``."""
+
     label: str
     action: Mapping[str, object]
     type: str = "+"
+    key: str = ""
 
     @classmethod
     def open_url(cls, label: str, url: str, *, type: str = "+") -> Button:
@@ -67,28 +95,36 @@ class Button:
         return cls(label=label, action={"type": "open.url", "data": {"web": url}}, type=type)
 
     @classmethod
-    def invoke(
-        cls, label: str, function: str, data: Mapping[str, str], *, type: str = "+"
-    ) -> Button:
-        return cls(
-            label=label,
-            # "name" last: the function to invoke cannot be overridden by the data.
-            action={"type": "invoke.function", "data": {**data, "name": function}},
-            type=type,
-        )
+    def invoke(cls, label: str, key: str, *, type: str = "+") -> Button:
+        """A button whose click comes back to the bot with ``key`` (at most 100 characters)."""
+        if not key or len(key) > MAX_KEY:
+            raise ValueError(f"a button key is 1 to {MAX_KEY} characters, got {len(key)}")
+        return cls(label=label, action={"type": "invoke.function"}, type=type, key=key)
 
-    def to_dict(self) -> dict[str, object]:
-        if self.action.get("type") == "open.url":
-            data = self.action.get("data")
+    @property
+    def invokes(self) -> bool:
+        return self.action.get("type") == "invoke.function"
+
+    def to_dict(self, function: CliqFunction | None = None) -> dict[str, object]:
+        action = self.action
+        if action.get("type") == "open.url":
+            data = action.get("data")
             web = data.get("web") if isinstance(data, Mapping) else None
             if not isinstance(web, str):
                 raise ValueError("an open.url action needs data.web")
             _check_url(web)
-        return {
+        elif self.invokes:
+            if function is None:
+                raise ValueError("an invoke.function button is rendered with the Cliq function")
+            action = {"type": "invoke.function", "data": function.action_data()}
+        out: dict[str, object] = {
             "label": _shorten(self.label, MAX_LABEL),
             "type": self.type,
-            "action": _plain(self.action),
+            "action": _plain(action),
         }
+        if self.key:
+            out["key"] = self.key
+        return out
 
 
 @dataclass(frozen=True)
@@ -132,8 +168,11 @@ class Message:
     buttons: tuple[Button, ...] = ()
     slides: tuple[Slide, ...] = ()
 
-    def to_dict(self) -> dict[str, object]:
-        """The Cliq message map (``text``, ``card``, ``buttons``, ``slides``) within limits."""
+    def to_dict(self, function: CliqFunction | None = None) -> dict[str, object]:
+        """The Cliq message map (``text``, ``card``, ``buttons``, ``slides``) within limits.
+
+        ``function`` is where ``invoke.function`` buttons send their clicks; a message with
+        such a button cannot be rendered without it."""
         out: dict[str, object] = {"text": _shorten(self.text, MAX_TEXT)}
         if self.card_title is not None:
             out["card"] = {"title": self.card_title, "theme": self.card_theme}
@@ -147,7 +186,7 @@ class Message:
             )
             buttons = buttons[:MAX_BUTTONS]
         if buttons:
-            out["buttons"] = [b.to_dict() for b in buttons]
+            out["buttons"] = [b.to_dict(function) for b in buttons]
         if self.slides:
             out["slides"] = [s.to_dict() for s in self.slides]
         return out

@@ -25,9 +25,10 @@ where the bot is and the webhook secret:
   under ``/static/``;
 * ``GET /_standin/config`` — the bot's name, the command, the chat users and extra links;
 * ``POST /_standin/send`` — JSON ``{"user_id", "kind": "message"|"command"|"button"|"welcome",
-  "text", "attachments", "data"}``: the stand-in builds the Cliq event (as
-  :class:`~bot.sandbox.driver.ChatDriver` does), signs it with the secret the page never sees,
-  posts it to the bot and answers ``{"status", "body"}`` with the bot's reply.
+  "text", "attachments", "data"}`` (a button's ``data`` is its ``key`` and ``label``): the
+  stand-in builds the Cliq event (as :class:`~bot.sandbox.driver.ChatDriver` does), signs it
+  with the secret the page never sees, posts it to the bot and answers ``{"status", "body"}``
+  with the bot's reply.
 
 URLs handed out are built from :attr:`CliqStandin.base_url`, the server's real ``http://host:port``:
 :meth:`CliqStandin.start` sets it; a caller that serves :meth:`CliqStandin.app` itself (e.g. with
@@ -587,9 +588,7 @@ class CliqStandin:
         elif kind == "welcome":
             event = driver.welcome(user)
         else:
-            event = driver.button(user, data)
-            if data.get("name"):
-                event["params"]["target"]["name"] = data["name"]
+            event = driver.button(user, data.get("key", ""), label=data.get("label", ""))
         logger.info("emulator: %s event from user %s", kind, user.id)
         try:
             reply = await driver.post(event)

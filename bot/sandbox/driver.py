@@ -126,13 +126,14 @@ class ChatDriver:
         body["params"].update({"arguments": arguments, "options": {}})
         return body
 
-    def button(self, user: ChatUser, data: Mapping[str, str]) -> dict[str, Any]:
+    def button(self, user: ChatUser, key: str, *, label: str = "") -> dict[str, Any]:
+        """A click as Cliq sends it: only the button's ``key`` comes back (reference/cliq.md)."""
         body = self._base(user, "function", "button_handler", "cliqbot")
         body["params"].update(
             {
-                "target": {"name": data.get("action", "button")},
+                "target": {"name": label or "button", "hint": ""},
                 "event": "click",
-                "arguments": dict(data),
+                "arguments": {"key": key},
             }
         )
         return body

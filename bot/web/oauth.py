@@ -6,8 +6,9 @@ import logging
 
 from aiohttp import web
 
+from bot import durations
 from bot.errors import ChatError, InvalidState, LinkGone, StoreUnavailable
-from bot.keys import RUNTIME
+from bot.keys import RUNTIME, SETTINGS
 from bot.web.pages import page
 
 log = logging.getLogger(__name__)
@@ -23,8 +24,9 @@ async def connect(request: web.Request) -> web.StreamResponse:
     except LinkGone:
         return page(
             "This link has expired",
-            "Connect links work once and only for a few minutes. Ask the bot for a new one:"
-            " send it `connect`.",
+            "Connect links work once and only for"
+            f" {durations.words(request.app[SETTINGS].connect_link_ttl)}."
+            " Ask the bot for a new one: send it `connect`.",
             status=410,
         )
     except ChatError as err:

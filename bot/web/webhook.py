@@ -1,4 +1,4 @@
-"""``POST /cliq/webhook`` (CONTRACT §4): authenticity on the raw body, dedupe, dispatch, reply."""
+"""``POST /cliq/webhook`` (CONTRACT §4): authenticity of what is handled, dedupe, reply."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from bot.cliq.events import Event, parse_event
-from bot.cliq.signing import verify_cliq_rsa, verify_hmac
+from bot.cliq.signing import verify_cliq, verify_hmac
 from bot.errors import BadPayload, NotAuthentic, PayloadTooLarge, StoreError, StoreUnavailable
 from bot.keys import METRICS, RUNTIME, SETTINGS
 from handlers.router import dispatch
@@ -36,8 +36,11 @@ async def _read_body(request: web.Request) -> bytes:
     return bytes(body)
 
 
-def _authenticate(request: web.Request, body: bytes) -> str:
-    """The scheme that vouched for ``body``; raises ``NotAuthentic``."""
+def _authenticate(request: web.Request, body: bytes) -> tuple[str, bytes]:
+    """The scheme that vouched for the delivery and the exact bytes it verified, which are what
+    is then parsed and handled (CONTRACT §4): the raw body, or for Cliq's JSON forms the
+    ``JSON.stringify`` bytes (without the ``signature`` field for the in-body form). Raises
+    ``NotAuthentic``."""
     settings = request.app[SETTINGS]
     runtime = request.app[RUNTIME]
     # Either scheme is enough (CONTRACT §4): a bad header of one does not veto the other.
@@ -54,12 +57,14 @@ def _authenticate(request: web.Request, body: bytes) -> str:
             time.time(),
         )
     ):
-        return "hmac"
-    cliq_signature = request.headers.get("X-Cliq-Signature")
+        return "hmac", body  # HMAC is over the raw body only
     key = runtime.services.cliq_public_key
-    cliq_tried = key is not None and cliq_signature is not None
-    if key is not None and cliq_tried and verify_cliq_rsa(key, cliq_signature, body):
-        return "cliq"
+    cliq_tried = False
+    if key is not None:
+        verdict = verify_cliq(key, request.headers.get("X-Cliq-Signature"), body)
+        if verdict.form is not None:
+            return f"cliq-{verdict.form}", verdict.content
+        cliq_tried = verdict.signed
     if hmac_tried:
         raise NotAuthentic("bad or stale HMAC signature")
     if cliq_tried:
@@ -71,9 +76,10 @@ def _authenticate(request: web.Request, body: bytes) -> str:
 async def webhook(request: web.Request) -> web.Response:
     started = time.perf_counter()
     body = await _read_body(request)
-    _authenticate(request, body)
-    event = parse_event(body)
-    label = event.handler or "unknown"
+    _, content = _authenticate(request, body)
+    event = parse_event(content)
+    # Bounded label values: any handler string a sender makes up is answered, not counted apart.
+    label = event.handler if event.handled else "other"
     # One deadline for all the database work of this delivery: a hung store gives a 503 (Cliq
     # retries, and the dedupe makes the retry safe) instead of holding the request forever.
     with pymongo.timeout(_STORE_DEADLINE):
@@ -81,6 +87,8 @@ async def webhook(request: web.Request) -> web.Response:
 
 
 async def _handle(request: web.Request, event: Event, label: str, started: float) -> web.Response:
+    from handlers.suggestions import Suggestions
+
     metrics = request.app[METRICS]
     services = request.app[RUNTIME].services
     previous = await services.events.claim(event.identity)
@@ -89,7 +97,7 @@ async def _handle(request: web.Request, event: Event, label: str, started: float
         metrics.events.inc(handler=label, outcome="duplicate")
         if reply is None:
             reply = {"text": "I got this already and am still working on it."}
-        return web.json_response({"output": reply})
+        return web.json_response({"output": Suggestions.output_of(reply)})
     try:
         message, outcome = await dispatch(services.router, event, services.context)
     except StoreUnavailable:
@@ -98,11 +106,17 @@ async def _handle(request: web.Request, event: Event, label: str, started: float
         with contextlib.suppress(StoreError):
             await services.events.release(event.identity)
         raise
-    reply = message.to_dict()
-    await services.events.complete(event.identity, reply)
+    output: object
+    if isinstance(message, Suggestions):  # a slash command's suggestions: a list (CONTRACT §4)
+        output = message.to_output()
+        await services.events.complete(event.identity, message.to_stored())
+    else:
+        reply = message.to_dict(request.app[SETTINGS].cliq_function)
+        await services.events.complete(event.identity, reply)
+        output = reply
     metrics.events.inc(handler=label, outcome=outcome)
     metrics.event_latency.observe(time.perf_counter() - started, handler=label)
-    return web.json_response({"output": reply})
+    return web.json_response({"output": output})
 
 
 _QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})

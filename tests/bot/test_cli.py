@@ -136,8 +136,11 @@ async def test_check_prints_every_problem_and_exits_1(tmp_path: Path) -> None:
         "CLIQ_API_BASE",
         "DROPBOX_API_URL",
         "CLIQ_BOT_NAME",
+        "CLIQ_FUNCTION_OWNER",
     ):
         assert any(line.startswith(name) or name in line for line in lines), name
+    buttons = next(line for line in lines if line.startswith("CLIQ_FUNCTION_OWNER"))
+    assert "`cliqbot`" in buttons and "/cliq/webhook" in buttons, buttons
 
 
 async def test_a_killed_server_takes_its_embedded_store_along(tmp_path: Path) -> None:

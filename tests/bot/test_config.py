@@ -23,6 +23,16 @@ def test_defaults_match_the_contract() -> None:
     assert s.connect_link_ttl == 600
     assert s.verify_linking is False
     assert s.mongodb_uri is None
+    assert s.cliq_function.action_data() == {"name": "cliqbot"}
+
+
+def test_the_cliq_function_for_buttons() -> None:
+    s = load_settings({"CLIQ_FUNCTION_NAME": "filesbot_clicks", "CLIQ_FUNCTION_OWNER": "a@b.io"})
+    assert s.cliq_function.action_data() == {"name": "filesbot_clicks", "owner": "a@b.io"}
+    with pytest.raises(ConfigError) as info:
+        load_settings({"CLIQ_FUNCTION_NAME": "two words", "CLIQ_FUNCTION_OWNER": "nobody"})
+    names = [p.split(":")[0] for p in info.value.problems]
+    assert names == ["CLIQ_FUNCTION_NAME", "CLIQ_FUNCTION_OWNER"]
 
 
 def test_every_bad_variable_is_reported_together_by_name() -> None:

@@ -283,6 +283,16 @@ async def test_publish_with_switch_off_requires_the_owner_connected(world: World
     assert "Published `team_dropbox`" in reply.text and "owner's account" in reply.text
 
 
+async def test_publish_refuses_a_service_that_cannot_receive_files(world: World) -> None:
+    assert "Added the custom service" in (await world.chat.run(ADMIN, SERVICE_ADD)).text
+    reply = await world.chat.run(ADMIN, "create Acme service=acme scopes=read")
+    assert "`acme`" in reply.text, reply.text
+    reply = await world.chat.run(ADMIN, "publish acme")
+    assert "cannot receive files" in reply.text and "Nothing was changed" in reply.text
+    assert (await docs(world, "connections"))[0]["published"] is False
+    assert ("connection.publish", "acme") not in await audit_actions(world)
+
+
 async def test_publishing_another_unpublishes_the_first(world: World) -> None:
     await create(world)
     await world.chat.run(ADMIN, "create Second service=dropbox scopes=sharing.read")

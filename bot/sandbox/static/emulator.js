@@ -124,19 +124,14 @@
     if (action.type === "invoke.function") {
       btn.addEventListener("click", () => {
         add(state.current.id, { from: "me", text: "[" + label + "]" });
-        send({ kind: "button", data: stringMap(data) });
+        // Cliq sends back only the button's key (reference/cliq.md).
+        send({ kind: "button", data: { key: String(button.key || ""), label: label } });
       });
     } else {
       btn.disabled = true;
       btn.title = "This emulator does not handle " + (action.type || "this action");
     }
     return btn;
-  }
-
-  function stringMap(obj) {
-    const out = {};
-    for (const [k, v] of Object.entries(obj)) out[k] = typeof v === "string" ? v : JSON.stringify(v);
-    return out;
   }
 
   function status(text) {

@@ -7,10 +7,12 @@ import pytest
 
 from bot.cliq.messages import (
     MAX_BUTTONS,
+    MAX_KEY,
     MAX_LABEL,
     MAX_TEXT,
     MAX_URL,
     Button,
+    CliqFunction,
     Message,
     Slide,
     text,
@@ -28,7 +30,7 @@ def test_full_message_map() -> None:
         card_theme="prompt",
         buttons=(
             Button.open_url("Connect", "http://127.0.0.1:8080/connect/abc"),
-            Button.invoke("Cancel", "filesaction", {"action": "cancel"}, type="-"),
+            Button.invoke("Cancel", "cancel:job-7", type="-"),
         ),
         slides=(
             Slide.table("Files", ["Name", "Size"], [{"Name": "a.txt", "Size": "3 B"}]),
@@ -37,7 +39,7 @@ def test_full_message_map() -> None:
             Slide.paragraph("", "plain words"),
         ),
     )
-    out = message.to_dict()
+    out = message.to_dict(CliqFunction("filesaction"))
     assert out == {
         "text": "Connect your Dropbox",
         "card": {"title": "Dropbox", "theme": "prompt"},
@@ -53,10 +55,8 @@ def test_full_message_map() -> None:
             {
                 "label": "Cancel",
                 "type": "-",
-                "action": {
-                    "type": "invoke.function",
-                    "data": {"action": "cancel", "name": "filesaction"},
-                },
+                "action": {"type": "invoke.function", "data": {"name": "filesaction"}},
+                "key": "cancel:job-7",
             },
         ],
         "slides": [
@@ -80,12 +80,26 @@ def test_default_card_theme() -> None:
     }
 
 
-def test_invoke_data_cannot_override_function_name() -> None:
-    button = Button.invoke("Retry", "filesaction", {"name": "evil", "id": "7"})
-    assert button.to_dict()["action"] == {
-        "type": "invoke.function",
-        "data": {"name": "filesaction", "id": "7"},
+def test_invoke_button_data_is_exactly_the_function() -> None:
+    button = Button.invoke("Retry", "retry:7")
+    assert button.to_dict(CliqFunction("filesaction", "admin@example.com")) == {
+        "label": "Retry",
+        "type": "+",
+        "action": {
+            "type": "invoke.function",
+            "data": {"name": "filesaction", "owner": "admin@example.com"},
+        },
+        "key": "retry:7",
     }
+
+
+def test_invoke_button_needs_the_function_and_a_short_key() -> None:
+    with pytest.raises(ValueError, match="Cliq function"):
+        Message("x", buttons=(Button.invoke("Retry", "retry:7"),)).to_dict()
+    assert len(Button.invoke("ok", "k" * MAX_KEY).key) == MAX_KEY
+    for bad in ("", "k" * (MAX_KEY + 1)):
+        with pytest.raises(ValueError, match="key"):
+            Button.invoke("Retry", bad)
 
 
 def test_text_is_truncated_with_ellipsis() -> None:
