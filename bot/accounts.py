@@ -26,6 +26,7 @@ from bot import durations
 from bot.cliq.events import CliqUser
 from bot.cliq.messages import Message, text
 from bot.config import Settings
+from bot.context import Notifier, RevokeOutcome
 from bot.errors import (
     BotError,
     InvalidGrant,
@@ -47,16 +48,9 @@ from bot.providers.oauth2 import (
 )
 from bot.services import ServiceCatalog
 from bot.vault import Sealed, Vault
-from handlers.context import Notifier, RevokeOutcome
-from storage.authorizations import (
-    CONNECTED,
-    PENDING,
-    Authorization,
-    Authorizations,
-    ConnectLinks,
-    OAuthStates,
-)
-from storage.connections import Connection, Connections
+from storage.authorizations import Authorizations, ConnectLinks, OAuthStates
+from storage.connections import Connections
+from storage.records import CONNECTED, PENDING, Authorization, Connection
 
 log = logging.getLogger(__name__)
 

@@ -19,6 +19,7 @@ from bot.accounts import AccountService
 from bot.cliq.client import CliqClient
 from bot.cliq.signing import load_public_key
 from bot.config import Settings
+from bot.context import Context
 from bot.keys import METRICS, RUNTIME, SETTINGS
 from bot.metrics import Metrics
 from bot.notify import CliqNotifier
@@ -30,7 +31,6 @@ from bot.uploads import FileService
 from bot.vault import Vault, load_or_create_key_file, parse_keys
 from bot.web import health, oauth, webhook
 from handlers import build_router
-from handlers.context import Context
 from storage.authorizations import Authorizations, ConnectLinks, OAuthStates
 from storage.base import Database, Doc, Repository
 from storage.connections import AuditLog, Connections

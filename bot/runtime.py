@@ -19,10 +19,10 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
     from bot.accounts import AccountService
+    from bot.context import Context
+    from bot.router import Router
     from bot.uploads import FileService
     from bot.vault import Vault
-    from handlers.context import Context
-    from handlers.router import Router
     from storage.events import ProcessedEvents
 
 

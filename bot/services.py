@@ -5,12 +5,13 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from bot.config import Settings
+from bot.context import ServiceInfo
 from bot.errors import Conflict, NotFound, UsageError
 from bot.providers.oauth2 import OAuth2Service
 from bot.secret import Secret
 from bot.vault import Sealed, Vault
-from handlers.context import ServiceInfo
-from storage.connections import ServiceRecord, Services
+from storage.connections import Services
+from storage.records import ServiceRecord
 
 DROPBOX = "dropbox"
 DROPBOX_SCOPES = (

@@ -38,6 +38,7 @@ from bot.accounts import AccountService
 from bot.cliq.events import Attachment, CliqUser, Event
 from bot.cliq.messages import MAX_KEY, Button, Message, text
 from bot.config import Settings
+from bot.context import Intake, Notifier
 from bot.durations import words
 from bot.errors import (
     BotError,
@@ -54,19 +55,10 @@ from bot.errors import (
 from bot.metrics import Metrics
 from bot.providers.dropbox import DropboxClient
 from bot.providers.relay import RetryPolicy, UploadProgress, relay_upload
-from handlers.context import Intake, Notifier
 from storage.authorizations import Authorizations
-from storage.connections import Connection, Connections
-from storage.uploads import (
-    ACTIVE,
-    DONE,
-    FAILED,
-    KEEP,
-    QUEUED,
-    WAITING,
-    Job,
-    UploadJobs,
-)
+from storage.connections import Connections
+from storage.records import ACTIVE, DONE, FAILED, KEEP, QUEUED, WAITING, Connection, Job
+from storage.uploads import UploadJobs
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +168,7 @@ async def _at_most(pieces: AsyncIterator[bytes], limit: int) -> AsyncIterator[by
 
 
 class FileService:
-    """Implements ``handlers.context.Files`` and runs the upload worker."""
+    """Implements ``bot.context.Files`` and runs the upload worker."""
 
     def __init__(
         self,

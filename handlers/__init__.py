@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from bot.router import Router
 from handlers import buttons, chat, commands, files, suggestions, welcome
-from handlers.router import Router
 
 
 def build_router() -> Router:

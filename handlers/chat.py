@@ -6,9 +6,9 @@ import re
 
 from bot.cliq.events import Event
 from bot.cliq.messages import Message, text
+from bot.context import Context
+from bot.router import Router
 from handlers.commands import connect_prompt, disconnect_user, status_message
-from handlers.context import Context
-from handlers.router import Router
 
 router = Router("chat")
 

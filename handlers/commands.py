@@ -9,11 +9,10 @@ from dataclasses import dataclass, field
 from bot import durations
 from bot.cliq.events import CliqUser, Event
 from bot.cliq.messages import Button, Message, Slide, text
+from bot.context import Context, RevokeOutcome
 from bot.errors import Conflict, NotAllowed, UsageError
-from handlers.context import Context, RevokeOutcome
-from handlers.router import Router
-from storage.authorizations import CONNECTED
-from storage.connections import Connection, link_name
+from bot.router import Router
+from storage.records import CONNECTED, Connection, link_name
 
 router = Router("commands")
 

@@ -18,9 +18,9 @@ from typing import Any, Final
 
 from bot.cliq.events import Event
 from bot.cliq.messages import Message
+from bot.context import Context
+from bot.router import Router
 from handlers import commands
-from handlers.context import Context
-from handlers.router import Router
 
 __all__ = ["DESCRIPTIONS", "Suggestions", "router", "subcommand_names", "suggest"]
 

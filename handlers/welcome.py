@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from bot.cliq.events import Event
 from bot.cliq.messages import Message, text
+from bot.context import Context
+from bot.router import Router
 from handlers.commands import status_message
-from handlers.context import Context
-from handlers.router import Router
 
 router = Router("welcome")
 

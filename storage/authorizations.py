@@ -8,41 +8,21 @@ connection's own authorization when "use credentials of login user" is off.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ReturnDocument
 
 from storage.base import Database, Doc, store_call
-
-CONNECTED = "connected"
-DISCONNECTED = "disconnected"
-PENDING = "pending"
-
-
-def auth_id(link: str, user_id: str) -> str:
-    return f"{link}:{user_id}"
-
-
-@dataclass(frozen=True)
-class Authorization:
-    link: str
-    user_id: str
-    user_email: str
-    status: str
-    account_id: str
-    account_email: str
-    account_name: str
-    access: Mapping[str, Any] | None
-    refresh: Mapping[str, Any] | None
-    expires_at: float | None
-    version: int
-    pending: Mapping[str, Any] | None = None
-
-    @property
-    def connected(self) -> bool:
-        return self.status == CONNECTED and self.access is not None
+from storage.records import (
+    CONNECTED,
+    DISCONNECTED,
+    PENDING,
+    Authorization,
+    ConnectLink,
+    OAuthState,
+    auth_id,
+)
 
 
 def _authorization(doc: Doc) -> Authorization:
@@ -249,14 +229,6 @@ class Authorizations:
         return result.modified_count == 1
 
 
-@dataclass(frozen=True)
-class ConnectLink:
-    id: str
-    link: str
-    user_id: str
-    user_email: str
-
-
 class ConnectLinks:
     """Single-use, expiring links bound to one chat user and one connection."""
 
@@ -291,15 +263,6 @@ class ConnectLinks:
         if doc is None:
             return None
         return ConnectLink(doc["_id"], doc["connection"], doc["user_id"], doc["user_email"])
-
-
-@dataclass(frozen=True)
-class OAuthState:
-    state: str
-    link: str
-    user_id: str
-    user_email: str
-    verifier: Mapping[str, Any]
 
 
 class OAuthStates:

@@ -8,7 +8,7 @@ into :class:`~bot.errors.StoreUnavailable`, so nothing above this package sees `
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 from pymongo.asynchronous.database import AsyncDatabase
@@ -25,7 +25,7 @@ R = TypeVar("R")
 _UNAVAILABLE = (ConnectionFailure, ExecutionTimeout, WTimeoutError)
 
 
-def store_call(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+def store_call(fn: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
     """Translate "the store does not answer" driver errors into ``StoreUnavailable``."""
 
     @functools.wraps(fn)

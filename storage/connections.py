@@ -6,9 +6,7 @@ concurrent ``create``s of the same name impossible to both win), and never chang
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,48 +15,7 @@ from pymongo.errors import DuplicateKeyError
 
 from bot.errors import Conflict, NotFound
 from storage.base import Database, Doc, store_call
-
-_LINK_RE = re.compile(r"[^a-z0-9]+")
-
-
-def link_name(name: str) -> str:
-    """``"Team Dropbox"`` → ``team_dropbox``: lowercase, runs of other characters become ``_``."""
-    return _LINK_RE.sub("_", name.lower()).strip("_")
-
-
-@dataclass(frozen=True)
-class ServiceRecord:
-    """A custom OAuth2 service as stored; the client secret is sealed by the vault."""
-
-    name: str
-    authorize_url: str
-    token_url: str
-    client_id: str
-    client_secret_sealed: Mapping[str, Any]
-    refresh_url: str | None = None
-    revoke_url: str | None = None
-    userinfo_url: str | None = None
-    scopes: tuple[str, ...] = ()
-    param_type: str = "header"
-    scope_delimiter: str = ","
-    created_by: str = ""
-
-    @property
-    def key(self) -> str:
-        return self.name.lower()
-
-
-@dataclass(frozen=True)
-class Connection:
-    link: str
-    name: str
-    service: str
-    scopes: tuple[str, ...]
-    login_user_credentials: bool
-    owner_id: str
-    owner_email: str
-    published: bool = False
-    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+from storage.records import Connection, ServiceRecord
 
 
 def _connection(doc: Doc) -> Connection:

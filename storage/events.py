@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
 from storage.base import Database, store_call
+from storage.records import Delivery
 
 _KEEP_SECONDS = 7 * 24 * 3600
 _STALE_SECONDS = 60
-
-
-@dataclass(frozen=True)
-class Delivery:
-    key: str
-    reply: dict[str, Any] | None
 
 
 class ProcessedEvents:

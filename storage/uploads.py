@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,16 +38,18 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from bot.errors import StoreError, StoreUnavailable
 from storage.base import _UNAVAILABLE, Database, Doc, store_call
-
-KEEP = "keep"
-WAITING = "waiting"
-QUEUED = "queued"
-DONE = "done"
-FAILED = "failed"
-EXPIRED = "expired"
-CANCELLED = "cancelled"
-BROKEN = "broken"
-ACTIVE = (KEEP, WAITING, QUEUED)
+from storage.records import (
+    ACTIVE,
+    BROKEN,
+    CANCELLED,
+    EXPIRED,
+    FAILED,
+    KEEP,
+    QUEUED,
+    WAITING,
+    Job,
+    job_id,
+)
 
 
 @contextlib.contextmanager
@@ -61,33 +62,6 @@ def _gridfs(what: str) -> Iterator[None]:
         raise StoreUnavailable(f"the database is not answering ({type(exc).__name__})") from exc
     except PyMongoError as exc:
         raise StoreError(f"{what} failed ({type(exc).__name__})") from exc
-
-
-def job_id(sender_id: str, attachment_id: str) -> str:
-    return f"{sender_id}:{attachment_id}"
-
-
-@dataclass(frozen=True)
-class Job:
-    id: str
-    sender_id: str
-    connection: str
-    credential_user: str
-    name: str
-    url: str
-    state: str
-    seq: int
-    size: int | None
-    kept_file: ObjectId | None
-    progress: Mapping[str, Any]
-    attempts: int
-    created_at: datetime
-    result: Mapping[str, Any] | None
-    error: str
-
-    @property
-    def account_key(self) -> str:
-        return f"{self.connection}:{self.credential_user}"
 
 
 def _job(doc: Doc) -> Job:

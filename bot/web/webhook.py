@@ -14,7 +14,7 @@ from bot.cliq.events import Event, parse_event
 from bot.cliq.signing import verify_cliq, verify_hmac
 from bot.errors import BadPayload, NotAuthentic, PayloadTooLarge, StoreError, StoreUnavailable
 from bot.keys import METRICS, RUNTIME, SETTINGS
-from handlers.router import dispatch
+from bot.router import dispatch
 
 log = logging.getLogger(__name__)
 

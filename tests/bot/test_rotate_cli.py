@@ -21,10 +21,11 @@ from aiohttp import web
 from pymongo import AsyncMongoClient
 
 from bot.vault import Vault, parse_keys
-from storage.authorizations import PENDING, Authorizations
+from storage.authorizations import Authorizations
 from storage.base import Database
-from storage.connections import Connection, Connections
-from storage.uploads import KEEP, WAITING, UploadJobs
+from storage.connections import Connections
+from storage.records import KEEP, PENDING, WAITING, Connection
+from storage.uploads import UploadJobs
 from tests.conftest import ANA, BEN, make_key
 
 LINK = "team_dropbox"

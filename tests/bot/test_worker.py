@@ -24,7 +24,8 @@ from bot.config import Settings
 from bot.errors import StoreError
 from bot.keys import RUNTIME
 from storage.base import Doc
-from storage.uploads import BROKEN, FAILED, QUEUED, WAITING, UploadJobs
+from storage.records import BROKEN, FAILED, QUEUED, WAITING
+from storage.uploads import UploadJobs
 from tests.conftest import ANA, World
 
 LINK = "team_dropbox"

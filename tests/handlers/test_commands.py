@@ -15,7 +15,7 @@ import pytest
 from bot.config import Settings
 from bot.keys import RUNTIME
 from bot.sandbox.driver import ChatUser
-from storage.connections import link_name
+from storage.records import link_name
 from tests.conftest import ADMIN, ANA, BEN, World
 
 ROOT = ChatUser("1002", "root@example.com", "Ro", "Ot", admin=True)

@@ -1,20 +1,20 @@
 """What handlers depend on, as typed protocols, plus the context dataclass that carries them.
 
-Handlers never import aiohttp: everything that talks HTTP is reached through these protocols,
-implemented in ``bot/`` and wired in ``create_app``.
+Part of the core: this module imports neither ``handlers/`` nor aiohttp nor pymongo. Handlers
+reach everything that talks HTTP or to the store through these protocols; ``create_app`` wires
+the implementations (``bot/`` services, ``storage/`` repositories) in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.cliq.events import Attachment, CliqUser, Event
 from bot.cliq.messages import Message
 from bot.config import Settings
-from storage.authorizations import Authorizations
-from storage.connections import AuditLog, Connection, Connections
+from storage.records import Authorization, Connection
 
 #: Service kinds that files sent to the bot can land in (CONTRACT §5 ``publish``).
 FILE_DESTINATIONS = frozenset({"dropbox"})
@@ -75,6 +75,36 @@ class Files(Protocol):
     async def cancel(self, user_id: str, job_id: str) -> str: ...
 
 
+class ConnectionStore(Protocol):
+    """Connections as the chat layer uses them (``storage.connections.Connections``)."""
+
+    async def create(self, conn: Connection) -> None: ...
+    async def get(self, link: str) -> Connection | None: ...
+    async def require(self, link: str) -> Connection: ...
+    async def update(self, link: str, changes: Mapping[str, Any]) -> Connection: ...
+    async def publish(self, link: str) -> list[str]: ...
+    async def published(self) -> Connection | None: ...
+    async def owned_by(self, user_id: str) -> list[Connection]: ...
+    async def by_links(self, links: Sequence[str]) -> list[Connection]: ...
+    async def using_service(self, service: str) -> list[str]: ...
+    async def delete(self, link: str) -> bool: ...
+
+
+class AuthorizationStore(Protocol):
+    """Authorizations as the chat layer reads them (``storage.authorizations``)."""
+
+    async def get(self, link: str, user_id: str) -> Authorization | None: ...
+    async def of_user(self, user_id: str) -> list[Authorization]: ...
+    async def of_connection(self, link: str) -> list[Authorization]: ...
+    async def count_connected(self, link: str) -> int: ...
+
+
+class AuditStore(Protocol):
+    async def record(
+        self, actor_id: str, actor_email: str, action: str, target: str, **details: Any
+    ) -> None: ...
+
+
 class Notifier(Protocol):
     async def notify(self, user_ids: Sequence[str], message: Message) -> None: ...
 
@@ -83,9 +113,9 @@ class Notifier(Protocol):
 class Context:
     settings: Settings
     services: ServiceCatalog
-    connections: Connections
-    authorizations: Authorizations
-    audit: AuditLog
+    connections: ConnectionStore
+    authorizations: AuthorizationStore
+    audit: AuditStore
     accounts: Accounts
     files: Files
 

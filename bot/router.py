@@ -18,7 +18,7 @@ from bot.cliq.messages import Message, text
 from bot.errors import ChatError, StoreUnavailable, UsageError
 
 if TYPE_CHECKING:
-    from handlers.context import Context
+    from bot.context import Context
 
 log = logging.getLogger(__name__)
 
