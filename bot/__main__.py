@@ -17,13 +17,15 @@ from aiohttp import web
 
 from bot.app import create_app
 from bot.config import Settings, load_environment, load_settings, serve_problems
-from bot.errors import ConfigError
+from bot.errors import ConfigError, StoreUnavailable
 from bot.keys import RUNTIME
 from bot.logs import setup_logging
+from storage.base import Store
 
 log = logging.getLogger("bot")
 
 _DRAIN_SECONDS = 30.0
+_CHECK_TIMEOUT = 3.0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -159,17 +161,13 @@ async def _check_mongodb(settings: Settings) -> list[str]:
         if importlib.util.find_spec("secantus") is None:
             return ["MONGODB_URI: unset and the embedded store (secantusdb) is not installed"]
         return []
-    from pymongo import AsyncMongoClient
-
-    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
-        settings.mongodb_uri.reveal(), serverSelectionTimeoutMS=3000
-    )
+    store = Store.open(settings.mongodb_uri.reveal(), settings.mongodb_db)
     try:
-        await client.admin.command("ping")
-    except Exception as exc:  # noqa: BLE001 - reported as a problem line
-        return [f"MONGODB_URI: the database does not answer ({type(exc).__name__})"]
+        await store.ping(_CHECK_TIMEOUT)
+    except StoreUnavailable as err:
+        return [f"MONGODB_URI: the database does not answer ({err.cause})"]
     finally:
-        await client.close()
+        await store.close(_CHECK_TIMEOUT)
     return []
 
 

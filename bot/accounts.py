@@ -38,19 +38,31 @@ from bot.errors import (
     ServerError,
 )
 from bot.metrics import Metrics
+from bot.providers.kinds import requested_scopes
 from bot.providers.oauth2 import (
+    Account,
     OAuth2Client,
-    OAuth2Service,
     TokenSet,
     authorization_url,
     new_code_verifier,
     new_state,
 )
+from bot.sealing import (
+    ACCESS,
+    REFRESH,
+    SealedDoc,
+    TokenPart,
+    open_token,
+    open_verifier,
+    seal_tokens,
+    seal_verifier,
+    sealed_parts,
+)
 from bot.services import ServiceCatalog
-from bot.vault import Sealed, Vault
+from bot.vault import Vault
 from storage.authorizations import Authorizations, ConnectLinks, OAuthStates
 from storage.connections import Connections
-from storage.records import CONNECTED, PENDING, Authorization, Connection
+from storage.records import CONNECTED, PENDING, Authorization, Connection, OAuthState
 
 log = logging.getLogger(__name__)
 
@@ -61,20 +73,6 @@ _LEASE_SECONDS = 30.0
 _LEASE_WAIT = 20.0
 
 ConnectedHook = Callable[[str, str], Awaitable[None]]
-
-
-# What the bot itself needs of Dropbox, whatever the connection lists: the account lookup
-# behind "Connected as ..." and the uploads.
-_DROPBOX_REQUIRED = ("account_info.read", "files.content.write")
-
-
-def requested_scopes(service: OAuth2Service, scopes: tuple[str, ...]) -> tuple[str, ...]:
-    extra = _DROPBOX_REQUIRED if service.kind == "dropbox" else ()
-    return tuple(dict.fromkeys((*scopes, *extra)))
-
-
-def _aad(link: str, user_id: str, part: str) -> str:
-    return f"authorization:{link}:{user_id}:{part}"
 
 
 def _code_hash(code: str, link: str, user_id: str) -> str:
@@ -137,10 +135,10 @@ class AccountService:
 
     async def begin(self, link_id: str) -> str:
         """Consume a connect link; the provider's authorize URL to redirect to."""
-        link = await self._links.consume(link_id)
-        if link is None:
+        connect_link = await self._links.consume(link_id)
+        if connect_link is None:
             raise LinkGone("This connect link was used already, has expired, or never existed.")
-        conn = await self._connections.get(link.link)
+        conn = await self._connections.get(connect_link.connection)
         if conn is None:
             raise LinkGone("The connection of this link has been deleted.")
         service = await self._catalog.oauth_service(conn.service)
@@ -148,9 +146,9 @@ class AccountService:
         await self._states.create(
             state,
             conn.link,
-            link.user_id,
-            link.user_email,
-            self._vault.seal(verifier, aad=f"state:{state}").to_doc(),
+            connect_link.user_id,
+            connect_link.user_email,
+            seal_verifier(self._vault, state, verifier),
             ttl=max(600.0, float(self._settings.connect_link_ttl)),
         )
         return authorization_url(
@@ -163,34 +161,14 @@ class AccountService:
 
     async def complete(self, state: str, code: str, error: str) -> CallbackResult:
         """The OAuth callback. Raises ``InvalidState`` before anything is exchanged or stored."""
-        if not state:
-            self._metrics.callbacks.inc(outcome="invalid_state")
-            raise InvalidState("The sign-in answer has no state.")
-        pending = await self._states.consume(state)
-        if pending is None:
-            self._metrics.callbacks.inc(outcome="invalid_state")
-            raise InvalidState("This sign-in answer is unknown, was used already, or expired.")
-        conn = await self._connections.get(pending.link)
-        if conn is None:
-            self._metrics.callbacks.inc(outcome="invalid_state")
-            raise InvalidState("The connection was deleted while you were signing in.")
+        pending, conn = await self._take_state(state)
         if error:
-            self._metrics.callbacks.inc(outcome="denied")
-            await self._notifier.notify(
-                [pending.user_id],
-                text(
-                    f"You did not allow access to *{conn.name}*, so nothing was connected."
-                    " Files I kept for you stay kept; say `connect` to try again."
-                ),
-            )
-            return CallbackResult(
-                200, "Access not allowed", "You did not allow access. Nothing was connected."
-            )
+            return await self._denied(conn, pending.user_id)
         if not code:
             self._metrics.callbacks.inc(outcome="invalid_request")
             raise InvalidState("The sign-in answer has no code.")
         service = await self._catalog.oauth_service(conn.service)
-        verifier = self._vault.open(Sealed.from_doc(pending.verifier), aad=f"state:{state}")
+        verifier = open_verifier(self._vault, pending)
         try:
             tokens = await self._oauth.exchange_code(
                 service, code=code, redirect_uri=self.redirect_uri, code_verifier=verifier
@@ -207,28 +185,7 @@ class AccountService:
             )
         who = account.email or account.name or account.id or "your account"
         if self._settings.verify_linking:
-            code6 = f"{secrets.randbelow(10**6):06d}"
-            await self._store(
-                conn,
-                pending.user_id,
-                pending.user_email,
-                tokens,
-                account.__dict__,
-                status=PENDING,
-                pending={
-                    "code_hash": _code_hash(code6, conn.link, pending.user_id),
-                    "expires_at": time.time() + LINKING_WINDOW,
-                    "tries": 0,
-                },
-            )
-            self._metrics.callbacks.inc(outcome="pending")
-            return CallbackResult(
-                200,
-                "One more step",
-                f"Signed in as {who}. Send this code to the bot in chat within"
-                f" {durations.words(LINKING_WINDOW)} to finish connecting:",
-                code=code6,
-            )
+            return await self._hold_for_linking(conn, pending, tokens, account, who)
         await self._store(
             conn, pending.user_id, pending.user_email, tokens, account.__dict__, status=CONNECTED
         )
@@ -238,6 +195,65 @@ class AccountService:
             200,
             f"Connected as {who}",
             f"Connected as {who}. You can close this page and go back to chat.",
+        )
+
+    async def _take_state(self, state: str) -> tuple[OAuthState, Connection]:
+        """Consume the callback's ``state``: who signs in, to which connection."""
+        if not state:
+            raise self._invalid_state("The sign-in answer has no state.")
+        pending = await self._states.consume(state)
+        if pending is None:
+            raise self._invalid_state(
+                "This sign-in answer is unknown, was used already, or expired."
+            )
+        conn = await self._connections.get(pending.connection)
+        if conn is None:
+            raise self._invalid_state("The connection was deleted while you were signing in.")
+        return pending, conn
+
+    def _invalid_state(self, message: str) -> InvalidState:
+        self._metrics.callbacks.inc(outcome="invalid_state")
+        return InvalidState(message)
+
+    async def _denied(self, conn: Connection, user_id: str) -> CallbackResult:
+        self._metrics.callbacks.inc(outcome="denied")
+        await self._notifier.notify(
+            [user_id],
+            text(
+                f"You did not allow access to *{conn.name}*, so nothing was connected."
+                " Files I kept for you stay kept; say `connect` to try again."
+            ),
+        )
+        return CallbackResult(
+            200, "Access not allowed", "You did not allow access. Nothing was connected."
+        )
+
+    async def _hold_for_linking(
+        self, conn: Connection, pending: OAuthState, tokens: TokenSet, account: Account, who: str
+    ) -> CallbackResult:
+        """The linking check (``BOT_VERIFY_LINKING``): store the authorization as pending until
+        the chat user sends the code shown on the page."""
+        code6 = f"{secrets.randbelow(10**6):06d}"
+        await self._store(
+            conn,
+            pending.user_id,
+            pending.user_email,
+            tokens,
+            account.__dict__,
+            status=PENDING,
+            pending={
+                "code_hash": _code_hash(code6, conn.link, pending.user_id),
+                "expires_at": time.time() + LINKING_WINDOW,
+                "tries": 0,
+            },
+        )
+        self._metrics.callbacks.inc(outcome="pending")
+        return CallbackResult(
+            200,
+            "One more step",
+            f"Signed in as {who}. Send this code to the bot in chat within"
+            f" {durations.words(LINKING_WINDOW)} to finish connecting:",
+            code=code6,
         )
 
     async def _store(
@@ -251,24 +267,25 @@ class AccountService:
         status: str,
         pending: dict[str, object] | None = None,
     ) -> Authorization:
-        access = self._vault.seal(tokens.access_token.reveal(), aad=_aad(conn.link, user_id, "a"))
-        refresh = (
-            self._vault.seal(tokens.refresh_token.reveal(), aad=_aad(conn.link, user_id, "r"))
-            if tokens.refresh_token is not None
-            else None
-        )
+        access, refresh = self._seal(conn.link, user_id, tokens)
         return await self._auths.save(
             conn.link,
             user_id,
             user_email=user_email,
             status=status,
             account={k: str(v) for k, v in account.items()},
-            access=access.to_doc(),
-            refresh=refresh.to_doc() if refresh else None,
+            access=access,
+            refresh=refresh,
             expires_at=tokens.expires_at,
             scope=tokens.scope,
             pending=pending,
         )
+
+    def _seal(
+        self, link: str, user_id: str, tokens: TokenSet
+    ) -> tuple[SealedDoc, SealedDoc | None]:
+        refresh = tokens.refresh_token.reveal() if tokens.refresh_token is not None else None
+        return seal_tokens(self._vault, link, user_id, tokens.access_token.reveal(), refresh)
 
     async def _connected(self, conn: Connection, user_id: str, who: str) -> None:
         await self._notifier.notify([user_id], text(f"Connected as {who} to *{conn.name}*."))
@@ -333,14 +350,15 @@ class AccountService:
         if auth is None or not auth.connected or auth.access is None:
             raise NotAuthorized(f"{user_id} has not connected {link}")
         if auth.expires_at is not None and auth.expires_at - _REFRESH_MARGIN < time.time():
-            return await self.refresh(link, user_id, rejected=self._open(auth, "a"))
-        return self._open(auth, "a")
+            return await self.refresh(link, user_id, rejected=self._open(auth, ACCESS))
+        return self._open(auth, ACCESS)
 
-    def _open(self, auth: Authorization, part: str) -> str:
-        doc = auth.access if part == "a" else auth.refresh
-        if doc is None:
-            raise NotAuthorized(f"{auth.user_id} has no {part} token for {auth.link}")
-        return self._vault.open(Sealed.from_doc(doc), aad=_aad(auth.link, auth.user_id, part))
+    def _open(self, auth: Authorization, part: TokenPart) -> str:
+        sealed = sealed_parts(auth).get(part)
+        if sealed is None:
+            what = "access" if part == ACCESS else "refresh"
+            raise NotAuthorized(f"{auth.user_id} has no {what} token for {auth.link}")
+        return open_token(self._vault, auth.link, auth.user_id, part, sealed)
 
     async def refresh(self, link: str, user_id: str, *, rejected: str) -> str:
         """A fresh access token; at most one refresh at a time for this authorization."""
@@ -363,7 +381,7 @@ class AccountService:
         auth = await self._auths.get(link, user_id)
         if auth is None or not auth.connected:
             raise NotAuthorized(f"{user_id} is no longer connected to {link}")
-        current = self._open(auth, "a")
+        current = self._open(auth, ACCESS)
         near_expiry = (
             auth.expires_at is not None and auth.expires_at - _REFRESH_MARGIN < time.time()
         )
@@ -387,7 +405,7 @@ class AccountService:
             raise NotAuthorized(f"{user_id} has no refresh token for {link}")
         service = await self._catalog.oauth_service(conn.service)
         try:
-            tokens = await self._oauth.refresh(service, self._open(auth, "r"))
+            tokens = await self._oauth.refresh(service, self._open(auth, REFRESH))
         except InvalidGrant:
             await self._auths.mark_disconnected(link, user_id)
             self._metrics.refreshes.inc(outcome="invalid_grant")
@@ -396,18 +414,13 @@ class AccountService:
         except BotError:
             self._metrics.refreshes.inc(outcome="error")
             raise
-        access = self._vault.seal(tokens.access_token.reveal(), aad=_aad(link, user_id, "a"))
-        refresh = (
-            self._vault.seal(tokens.refresh_token.reveal(), aad=_aad(link, user_id, "r"))
-            if tokens.refresh_token is not None
-            else None
-        )
+        access, refresh = self._seal(link, user_id, tokens)
         stored = await self._auths.store_refreshed(
             link,
             user_id,
             self._holder,
-            access=access.to_doc(),
-            refresh=refresh.to_doc() if refresh else None,
+            access=access,
+            refresh=refresh,
             expires_at=tokens.expires_at,
         )
         if not stored:
@@ -428,8 +441,8 @@ class AccountService:
             service = await self._catalog.oauth_service(conn.service)
             await self._oauth.revoke(
                 service,
-                access_token=self._open(auth, "a") if auth.access else None,
-                refresh_token=self._open(auth, "r") if auth.refresh else None,
+                access_token=self._open(auth, ACCESS) if auth.access else None,
+                refresh_token=self._open(auth, REFRESH) if auth.refresh else None,
             )
         except BotError as err:
             provider_ok = False

@@ -2,66 +2,69 @@
 
 Resources are opened and closed in ``cleanup_ctx`` generators, in this order (closed in reverse):
 the store (embedded child process when ``MONGODB_URI`` is unset, then the Mongo client and
-indexes), the one shared ``aiohttp.ClientSession``, and the services built on them.
+indexes), the one shared ``aiohttp.ClientSession``, and the components built on them (the
+repositories, the provider clients, the account and file services, the router).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
-from pymongo import AsyncMongoClient
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from bot.accounts import AccountService
 from bot.cliq.client import CliqClient
 from bot.cliq.signing import load_public_key
 from bot.config import Settings
 from bot.context import Context
+from bot.destinations.base import Destinations
+from bot.destinations.dropbox import DropboxDestination
+from bot.files.service import FileService
+from bot.files.worker import UploadWorker
 from bot.keys import METRICS, RUNTIME, SETTINGS
 from bot.metrics import Metrics
 from bot.notify import CliqNotifier
-from bot.providers.dropbox import DropboxClient
+from bot.providers.kinds import oauth_hooks
 from bot.providers.oauth2 import OAuth2Client
-from bot.runtime import Runtime, Services
+from bot.runtime import Components, Runtime
 from bot.services import ServiceCatalog
-from bot.uploads import FileService
 from bot.vault import Vault, load_or_create_key_file, parse_keys
 from bot.web import health, oauth, webhook
+from bot.web.middleware import error_middleware, logging_middleware
 from handlers import build_router
 from storage.authorizations import Authorizations, ConnectLinks, OAuthStates
-from storage.base import Database, Doc, Repository
-from storage.connections import AuditLog, Connections
-from storage.connections import Services as ServiceRecords
+from storage.base import Database, Repository, Store
+from storage.connections import AuditLog, Connections, ServiceRecords
 from storage.embedded import EmbeddedStore
 from storage.events import ProcessedEvents
 from storage.uploads import UploadJobs
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 1024 * 1024
-_SERVER_SELECTION_MS = 2000
 _CLOSE_TIMEOUT = 10.0
-_SOCKET_TIMEOUT_MS = 20000
 _DRAIN_SECONDS = 30.0
 
 
 def create_app(settings: Settings) -> web.Application:
-    # Middleware, outermost first: request logging (sees the final status), then error mapping
-    # (domain errors become status codes). Authenticity needs the raw body, so the webhook route
-    # checks it itself, before parsing.
+    # Cross-cutting work, in the order a request meets it (STYLE practice 5):
+    # 1. authenticity: the webhook is the only signed route and its check needs the raw body,
+    #    so it is that route's first step (bot.web.webhook), before anything is parsed;
+    # 2. request logging, the outermost middleware: it sees the final status of every answer,
+    #    the 401s and 413s of step 1 and the mapped errors of step 3 too;
+    # 3. error mapping: domain errors become JSON answers with their status code.
     app = web.Application(
-        client_max_size=MAX_BODY_BYTES,
-        middlewares=[webhook.logging_middleware, webhook.error_middleware],
+        client_max_size=webhook.MAX_BODY,
+        middlewares=[logging_middleware, error_middleware],
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[RUNTIME] = Runtime(public_url=settings.base_url())
-    app.cleanup_ctx.append(_store_ctx)
+    app.cleanup_ctx.append(store_ctx)
     app.cleanup_ctx.append(_http_ctx)
-    app.cleanup_ctx.append(_services_ctx)
+    app.cleanup_ctx.append(_components_ctx)
     app.add_routes(health.routes)
     app.add_routes(webhook.routes)
     app.add_routes(oauth.routes)
@@ -95,7 +98,8 @@ def _repositories(db: Database) -> list[Repository]:
     ]
 
 
-async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+async def store_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The store: the embedded server when ``MONGODB_URI`` is unset, the client, the indexes."""
     settings, runtime = app[SETTINGS], app[RUNTIME]
     if settings.mongodb_uri is None:
         runtime.embedded = EmbeddedStore(storage_dir=settings.data_dir / "store")
@@ -103,27 +107,15 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
         uri = runtime.embedded.uri
     else:
         uri = settings.mongodb_uri.reveal()
-    client: AsyncMongoClient[Doc] = AsyncMongoClient(
-        uri,
-        serverSelectionTimeoutMS=_SERVER_SELECTION_MS,
-        connectTimeoutMS=_SERVER_SELECTION_MS,
-        # Every operation we run is small; a server that hangs must not hang a request forever.
-        socketTimeoutMS=_SOCKET_TIMEOUT_MS,
-        tz_aware=True,
-    )
+    store = Store.open(uri, settings.mongodb_db)
     try:
-        runtime.mongo = client
-        runtime._db = client[settings.mongodb_db]
-        for repo in _repositories(runtime.db):
+        runtime._store = store
+        for repo in _repositories(store.db):
             await repo.ensure_indexes()
         yield
     finally:
-        runtime._db = None
-        runtime.mongo = None
-        try:
-            # Bounded: with the server gone, closing must not hold shutdown hostage.
-            await asyncio.wait_for(client.close(), _CLOSE_TIMEOUT)
-        except TimeoutError:
+        runtime._store = None
+        if not await store.close(_CLOSE_TIMEOUT):
             log.warning("the MongoDB client did not close within %s s", _CLOSE_TIMEOUT)
         if runtime.embedded is not None:
             await runtime.embedded.stop()
@@ -141,24 +133,38 @@ async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
             runtime._http = None
 
 
-async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings, runtime, metrics = app[SETTINGS], app[RUNTIME], app[METRICS]
+async def _components_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings, runtime = app[SETTINGS], app[RUNTIME]
+    runtime._components = components = _build_components(settings, runtime, app[METRICS])
+    components.files.start(settings.upload_concurrency)
+    try:
+        yield
+    finally:
+        await components.files.stop(timeout=_DRAIN_SECONDS)
+        runtime._components = None
+
+
+def _cliq_client(settings: Settings, http: aiohttp.ClientSession) -> CliqClient | None:
+    """The client that posts the bot's messages; ``None`` while Cliq is not configured."""
+    if not (settings.cliq_bot_name and settings.cliq_webhook_token):
+        return None
+    return CliqClient(
+        http,
+        settings.cliq_api_base,
+        settings.cliq_bot_name,
+        settings.cliq_webhook_token,
+        function=settings.cliq_function,
+    )
+
+
+def _build_components(settings: Settings, runtime: Runtime, metrics: Metrics) -> Components:
+    """Every repository, client and service, on the open store and HTTP session."""
     db, http = runtime.db, runtime.http
     vault = build_vault(settings)
-    cliq = (
-        CliqClient(
-            http,
-            settings.cliq_api_base,
-            settings.cliq_bot_name,
-            settings.cliq_webhook_token,
-            function=settings.cliq_function,
-        )
-        if settings.cliq_bot_name and settings.cliq_webhook_token
-        else None
-    )
-    notifier = CliqNotifier(cliq)
+    notifier = CliqNotifier(_cliq_client(settings, http))
     connections, authorizations = Connections(db), Authorizations(db)
-    catalog = ServiceCatalog(settings, ServiceRecords(db), vault)
+    destinations = _destinations(settings, http)
+    catalog = ServiceCatalog(settings, ServiceRecords(db), vault, file_kinds=destinations.kinds)
     accounts = AccountService(
         settings=settings,
         public_url=lambda: runtime.public_url,
@@ -168,46 +174,55 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         links=ConnectLinks(db),
         states=OAuthStates(db),
         vault=vault,
-        oauth=OAuth2Client(http),
+        oauth=OAuth2Client(http, hooks=oauth_hooks),
         notifier=notifier,
         metrics=metrics,
     )
-    files = FileService(
+    worker = UploadWorker(
         settings=settings,
         jobs=UploadJobs(db),
         connections=connections,
         authorizations=authorizations,
         accounts=accounts,
-        dropbox=DropboxClient(http, settings.dropbox_api_url, settings.dropbox_content_url),
+        catalog=catalog,
+        destinations=destinations,
         http=http,
         notifier=notifier,
         metrics=metrics,
         lease_seconds=settings.job_lease_seconds,
         poll_seconds=settings.worker_poll_seconds,
     )
+    files = FileService(worker)
     context = Context(
         settings=settings,
-        services=catalog,
+        catalog=catalog,
         connections=connections,
         authorizations=authorizations,
         audit=AuditLog(db),
         accounts=accounts,
         files=files,
     )
-    runtime._services = Services(
+    return Components(
         context=context,
         router=build_router(),
         events=ProcessedEvents(db),
         accounts=accounts,
         files=files,
         vault=vault,
-        cliq_public_key=load_public_key(settings.cliq_public_key)
-        if settings.cliq_public_key
-        else None,
+        cliq_public_key=_cliq_public_key(settings),
     )
-    files.start(settings.upload_concurrency)
-    try:
-        yield
-    finally:
-        await files.stop(timeout=_DRAIN_SECONDS)
-        runtime._services = None
+
+
+def _destinations(settings: Settings, http: aiohttp.ClientSession) -> Destinations:
+    """Where files can land, by service kind (a new destination is one more entry)."""
+    return Destinations(
+        {
+            "dropbox": DropboxDestination(
+                http, settings.dropbox_api_url, settings.dropbox_content_url
+            )
+        }
+    )
+
+
+def _cliq_public_key(settings: Settings) -> RSAPublicKey | None:
+    return load_public_key(settings.cliq_public_key) if settings.cliq_public_key else None

@@ -121,6 +121,14 @@ class _Reader:
         value = self.raw(name)
         return Secret(value) if value is not None else None
 
+    def url(self, name: str, default: T) -> str | T:
+        fallback: str | T = default
+        return self.get(name, fallback, _url, "an http(s) URL")
+
+    def lowered_set(self, name: str) -> frozenset[str]:
+        """A comma-separated list, lowercased, without blanks."""
+        return frozenset(p.strip().lower() for p in (self.raw(name) or "").split(",") if p.strip())
+
 
 def _int_range(low: int, high: int) -> Callable[[str], int]:
     def parse(value: str) -> int:
@@ -226,19 +234,25 @@ def _email(value: str) -> str:
     return value
 
 
+def _dropbox_app(reader: _Reader) -> tuple[str | None, Secret | None]:
+    """The Dropbox app's key and secret: both or neither."""
+    app_key = reader.raw("DROPBOX_APP_KEY")
+    app_secret = reader.secret("DROPBOX_APP_SECRET")
+    if bool(app_key) != bool(app_secret):
+        reader.problems.append("DROPBOX_APP_KEY / DROPBOX_APP_SECRET: set both or neither")
+    return app_key, app_secret
+
+
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Validate ``env`` into :class:`Settings`; raise :class:`ConfigError` listing every problem."""
     r = _Reader(env)
     port = r.get("BOT_PORT", 8080, _int_range(0, 65535), "a port number from 0 to 65535")
     uri = r.get("MONGODB_URI", None, _mongodb_uri, "a MongoDB URI")
-    app_key = r.raw("DROPBOX_APP_KEY")
-    app_secret = r.secret("DROPBOX_APP_SECRET")
-    if bool(app_key) != bool(app_secret):
-        r.problems.append("DROPBOX_APP_KEY / DROPBOX_APP_SECRET: set both or neither")
+    app_key, app_secret = _dropbox_app(r)
     settings = Settings(
         host=r.raw("BOT_HOST") or "127.0.0.1",
         port=port,
-        public_url=r.get("BOT_PUBLIC_URL", None, _url, "an http(s) URL"),
+        public_url=r.url("BOT_PUBLIC_URL", None),
         data_dir=Path(r.raw("BOT_DATA_DIR") or "data"),
         mongodb_uri=Secret(uri) if uri else None,
         mongodb_db=r.get("MONGODB_DB", "cliqbot", _name, "a database name (letters, digits, _.-)"),
@@ -247,12 +261,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         ),
         webhook_secret=r.secret("BOT_WEBHOOK_SECRET"),
         cliq_public_key=_read_public_key(r),
-        admins=frozenset(
-            a.strip().lower() for a in (r.raw("BOT_ADMINS") or "").split(",") if a.strip()
-        ),
-        cliq_api_base=r.get(
-            "CLIQ_API_BASE", "https://cliq.zoho.com/api/v2", _url, "an http(s) URL"
-        ),
+        admins=r.lowered_set("BOT_ADMINS"),
+        cliq_api_base=r.url("CLIQ_API_BASE", Settings.cliq_api_base),
         cliq_bot_name=r.get("CLIQ_BOT_NAME", None, _name, "a bot unique name"),
         cliq_webhook_token=r.secret("CLIQ_WEBHOOK_TOKEN"),
         command_name=r.get("BOT_COMMAND_NAME", "connection", _name, "a command name"),
@@ -262,13 +272,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         cliq_function_owner=r.get("CLIQ_FUNCTION_OWNER", None, _email, "an email address"),
         dropbox_app_key=app_key,
         dropbox_app_secret=app_secret,
-        dropbox_authorize_url=r.get(
-            "DROPBOX_AUTHORIZE_URL", Settings.dropbox_authorize_url, _url, "an http(s) URL"
-        ),
-        dropbox_api_url=r.get("DROPBOX_API_URL", Settings.dropbox_api_url, _url, "an http(s) URL"),
-        dropbox_content_url=r.get(
-            "DROPBOX_CONTENT_URL", Settings.dropbox_content_url, _url, "an http(s) URL"
-        ),
+        dropbox_authorize_url=r.url("DROPBOX_AUTHORIZE_URL", Settings.dropbox_authorize_url),
+        dropbox_api_url=r.url("DROPBOX_API_URL", Settings.dropbox_api_url),
+        dropbox_content_url=r.url("DROPBOX_CONTENT_URL", Settings.dropbox_content_url),
         upload_folder=r.get("BOT_UPLOAD_FOLDER", "/Cliq Uploads", _folder, "a folder"),
         max_file_bytes=r.get(
             "BOT_MAX_FILE_BYTES", 2 * 1024**3, _int_range(1, 2**41), "a positive byte count"

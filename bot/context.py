@@ -2,22 +2,26 @@
 
 Part of the core: this module imports neither ``handlers/`` nor aiohttp nor pymongo. Handlers
 reach everything that talks HTTP or to the store through these protocols; ``create_app`` wires
-the implementations (``bot/`` services, ``storage/`` repositories) in.
+the implementations (``bot/`` services, ``storage/`` repositories) in. ``ctx.admin`` (the rules
+of managing connections, :mod:`bot.admin`) is built from those parts; ``ctx.router`` is the
+router tree the event is dispatched through, set by :func:`bot.router.dispatch`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Protocol
 
+from bot.admin import ConnectionAdmin
 from bot.cliq.events import Attachment, CliqUser, Event
 from bot.cliq.messages import Message
 from bot.config import Settings
 from storage.records import Authorization, Connection
 
-#: Service kinds that files sent to the bot can land in (CONTRACT §5 ``publish``).
-FILE_DESTINATIONS = frozenset({"dropbox"})
+if TYPE_CHECKING:
+    from bot.router import Router
 
 
 @dataclass(frozen=True)
@@ -26,10 +30,9 @@ class ServiceInfo:
     kind: str
     scopes: tuple[str, ...]
     default: bool
-
-    @property
-    def receives_files(self) -> bool:
-        return self.kind in FILE_DESTINATIONS
+    #: Files sent to the bot can land in this service (a destination exists for its kind;
+    #: CONTRACT §5 ``publish``).
+    receives_files: bool = False
 
 
 class ServiceCatalog(Protocol):
@@ -112,12 +115,25 @@ class Notifier(Protocol):
 @dataclass(frozen=True)
 class Context:
     settings: Settings
-    services: ServiceCatalog
+    catalog: ServiceCatalog  # the services a connection can use (default and custom)
     connections: ConnectionStore
     authorizations: AuthorizationStore
     audit: AuditStore
     accounts: Accounts
     files: Files
+    router: Router | None = None  # the tree being dispatched (bot.router.dispatch sets it)
+
+    @cached_property
+    def admin(self) -> ConnectionAdmin:
+        """The rules of managing services and connections, for every door (chat, page)."""
+        return ConnectionAdmin(
+            is_admin=self.is_admin,
+            catalog=self.catalog,
+            connections=self.connections,
+            authorizations=self.authorizations,
+            audit=self.audit,
+            accounts=self.accounts,
+        )
 
     def is_admin(self, user: CliqUser) -> bool:
         """``BOT_ADMINS`` (by id or email) or a verified payload saying ``"admin": true``."""

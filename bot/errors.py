@@ -2,22 +2,29 @@
 
 Every error the application raises on purpose is a :class:`BotError`. Driver and HTTP errors are
 translated at the boundary (``raise StoreUnavailable(...) from exc``) so the layers above never
-see ``pymongo`` or ``aiohttp`` exceptions. Errors carry data, not just text.
+see ``pymongo`` or ``aiohttp`` exceptions. Errors carry data, not just text: the repositories in
+``storage/`` raise errors holding what happened (``AlreadyExists("connection", "team")``), and the
+words a user reads are built here, from those fields, in one place.
 
     BotError
     ├── ConfigError                 configuration is invalid; ``problems`` lists every one
     ├── StoreError                  the database
-    │   ├── StoreUnavailable        MongoDB does not answer (webhook → 503, the sender retries)
+    │   ├── StoreUnavailable        MongoDB does not answer (webhook → 503, the sender retries);
+    │   │                           ``cause`` names the driver error
+    │   ├── MalformedRecord         a stored document cannot be read; ``kind``, ``key``,
+    │   │                           ``problem``, ``set_aside_as`` (the state it was moved to)
     │   └── EmbeddedStoreError      the embedded server would not start, or died
     ├── RequestError                an inbound HTTP request is unacceptable
     │   ├── NotAuthentic            signature missing, wrong or stale (401)
-    │   ├── PayloadTooLarge         body over the limit (413)
+    │   ├── PayloadTooLarge         body over ``limit`` bytes (413)
     │   └── BadPayload              malformed JSON or wrong shape (400); ``field`` names the part
     ├── ChatError                   a chat action cannot be done; the message is shown to the user
     │   ├── UsageError              malformed command; ``usage`` is shown with it
     │   ├── NotAllowed              an admin-only action by a non-admin
     │   ├── NotFound                unknown connection, service, link
+    │   │   └── UnknownRecord       storage has no ``kind`` record with ``key``
     │   └── Conflict                the action breaks a rule ("revoke it first", "unpublish first")
+    │       └── AlreadyExists       storage has a ``kind`` record with ``key`` already
     ├── OAuthError                  the OAuth dance failed
     │   ├── InvalidState            missing, unknown, reused or expired ``state`` (400 page)
     │   ├── LinkGone                used, unknown or expired connect link (410 page)
@@ -39,7 +46,8 @@ see ``pymongo`` or ``aiohttp`` exceptions. Errors carry data, not just text.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import ClassVar
 
 
 class BotError(Exception):
@@ -57,7 +65,19 @@ class StoreError(BotError):
 
 
 class StoreUnavailable(StoreError):
-    pass
+    def __init__(self, cause: str) -> None:
+        self.cause = cause
+        super().__init__(f"the database is not answering ({cause})")
+
+
+class MalformedRecord(StoreError):
+    def __init__(self, kind: str, key: str, problem: str, set_aside_as: str = "") -> None:
+        self.kind = kind
+        self.key = key
+        self.problem = problem
+        self.set_aside_as = set_aside_as
+        aside = f"; set aside as {set_aside_as}" if set_aside_as else ""
+        super().__init__(f"{kind} {key} is malformed ({problem}){aside}")
 
 
 class EmbeddedStoreError(StoreError):
@@ -74,6 +94,11 @@ class NotAuthentic(RequestError):
 
 class PayloadTooLarge(RequestError):
     status = 413
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        size = f"{limit // 2**20} MiB" if limit % 2**20 == 0 else f"{limit} bytes"
+        super().__init__(f"the body is larger than {size}")
 
 
 class BadPayload(RequestError):
@@ -104,6 +129,37 @@ class NotFound(ChatError):
 
 class Conflict(ChatError):
     pass
+
+
+class _RecordError(ChatError):
+    """An error storage raises about one record: its ``kind`` ("connection", "service") and
+    ``key`` (a connection's link name, a service's name as typed). What users read is built
+    here from those two, by kind."""
+
+    _WORDING: ClassVar[Mapping[str, str]]
+    _OTHER_KIND: ClassVar[str]
+
+    def __init__(self, kind: str, key: str) -> None:
+        self.kind = kind
+        self.key = key
+        super().__init__(self._WORDING.get(kind, self._OTHER_KIND).format(kind=kind, key=key))
+
+
+class UnknownRecord(_RecordError, NotFound):
+    _WORDING = {
+        "connection": "There is no connection `{key}`. `list` shows yours.",
+        "service": "The service `{key}` no longer exists.",
+    }
+    _OTHER_KIND = "There is no {kind} `{key}`."
+
+
+class AlreadyExists(_RecordError, Conflict):
+    _WORDING = {
+        "connection": "A connection with the link name `{key}` exists already;"
+        " choose another name.",
+        "service": "A service named {key!r} exists already.",
+    }
+    _OTHER_KIND = "A {kind} `{key}` exists already."
 
 
 class OAuthError(BotError):

@@ -12,13 +12,22 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 
-from bot.app import _store_ctx, build_vault
+from bot.app import build_vault, store_ctx
 from bot.config import Settings
 from bot.keys import RUNTIME, SETTINGS
 from bot.runtime import Runtime
-from bot.vault import Sealed, Vault
+from bot.sealing import (
+    ACCESS,
+    REFRESH,
+    needs_rotation,
+    reseal_client_secret,
+    reseal_token,
+    sealed_parts,
+)
+from bot.vault import Vault
 from storage.authorizations import Authorizations
 from storage.base import Database
+from storage.connections import ServiceRecords
 
 log = logging.getLogger(__name__)
 
@@ -28,25 +37,19 @@ async def rotate_all(db: Database, vault: Vault) -> int:
     auths = Authorizations(db)
     rotated = 0
     async for auth in auths.every_sealed():
-        parts = {"a": auth.access, "r": auth.refresh}
-        sealed = {k: Sealed.from_doc(v) for k, v in parts.items() if v is not None}
-        if not any(vault.needs_rotation(s) for s in sealed.values()):
+        parts = sealed_parts(auth)
+        if not any(needs_rotation(vault, sealed) for sealed in parts.values()):
             continue
-        fresh = {}
-        for part, old in sealed.items():
-            aad = f"authorization:{auth.link}:{auth.user_id}:{part}"
-            fresh[part] = vault.seal(vault.open(old, aad=aad), aad=aad).to_doc()
+        fresh = {part: reseal_token(vault, auth, part) for part in parts}
         if await auths.replace_sealed(
-            auth.link, auth.user_id, auth.version, fresh["a"], fresh.get("r")
+            auth.link, auth.user_id, auth.version, fresh[ACCESS], fresh.get(REFRESH)
         ):
             rotated += 1
-    services = db["services"]
-    async for doc in services.find({"client_secret.kid": {"$ne": vault.primary_kid}}):
-        aad = f"service:{doc['_id']}:client_secret"
-        old = Sealed.from_doc(doc["client_secret"])
-        new = vault.seal(vault.open(old, aad=aad), aad=aad).to_doc()
-        await services.update_one({"_id": doc["_id"]}, {"$set": {"client_secret": new}})
-        rotated += 1
+    services = ServiceRecords(db)
+    async for record in services.every_sealed():
+        if needs_rotation(vault, record.client_secret_sealed):
+            await services.replace_secret(record.name, reseal_client_secret(vault, record))
+            rotated += 1
     return rotated
 
 
@@ -57,7 +60,7 @@ async def rotate_keys(settings: Settings) -> int:
     store = web.Application()
     store[SETTINGS] = settings
     store[RUNTIME] = Runtime(public_url=settings.base_url())
-    async with asynccontextmanager(_store_ctx)(store):
+    async with asynccontextmanager(store_ctx)(store):
         count = await rotate_all(store[RUNTIME].db, vault)
     print(f"re-encrypted {count} record(s) under key {vault.primary_kid}")  # noqa: T201
     return 0

@@ -1,7 +1,9 @@
 """The resources of a running application, filled in by ``cleanup_ctx`` steps in order.
 
 A holder object, rather than ``app[...] = ...`` after start-up, because some values (the bound
-port, the database behind an embedded server) are only known once the server runs.
+port, the database behind an embedded server) are only known once the server runs. The web layer
+reaches the database only through :attr:`Runtime.store` and the repositories in
+:attr:`Runtime.components`, never through the driver.
 """
 
 from __future__ import annotations
@@ -10,9 +12,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import aiohttp
-from pymongo import AsyncMongoClient
 
-from storage.base import Database, Doc
+from storage.base import Database, Store
 from storage.embedded import EmbeddedStore
 
 if TYPE_CHECKING:
@@ -20,14 +21,14 @@ if TYPE_CHECKING:
 
     from bot.accounts import AccountService
     from bot.context import Context
+    from bot.files.service import FileService
     from bot.router import Router
-    from bot.uploads import FileService
     from bot.vault import Vault
     from storage.events import ProcessedEvents
 
 
 @dataclass(frozen=True)
-class Services:
+class Components:
     """What routes use once the store and the HTTP session are open."""
 
     context: Context
@@ -43,22 +44,25 @@ class Services:
 class Runtime:
     public_url: str
     embedded: EmbeddedStore | None = None
-    mongo: AsyncMongoClient[Doc] | None = None
-    _db: Database | None = None
+    _store: Store | None = None
     _http: aiohttp.ClientSession | None = None
-    _services: Services | None = None
+    _components: Components | None = None
 
     @property
-    def services(self) -> Services:
-        if self._services is None:
-            raise RuntimeError("the services are not started yet")
-        return self._services
+    def components(self) -> Components:
+        if self._components is None:
+            raise RuntimeError("the components are not started yet")
+        return self._components
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise RuntimeError("the database is not open yet")
+        return self._store
 
     @property
     def db(self) -> Database:
-        if self._db is None:
-            raise RuntimeError("the database is not open yet")
-        return self._db
+        return self.store.db
 
     @property
     def http(self) -> aiohttp.ClientSession:

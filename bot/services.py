@@ -6,11 +6,12 @@ from urllib.parse import urlsplit
 
 from bot.config import Settings
 from bot.context import ServiceInfo
-from bot.errors import Conflict, NotFound, UsageError
+from bot.errors import Conflict, UnknownRecord, UsageError
 from bot.providers.oauth2 import OAuth2Service
+from bot.sealing import open_client_secret, seal_client_secret
 from bot.secret import Secret
-from bot.vault import Sealed, Vault
-from storage.connections import Services
+from bot.vault import Vault
+from storage.connections import ServiceRecords
 from storage.records import ServiceRecord
 
 DROPBOX = "dropbox"
@@ -27,15 +28,22 @@ _REQUIRED = ("authorize_url", "token_url", "client_id", "client_secret")
 _URLS = ("authorize_url", "token_url", "refresh_url", "revoke_url", "userinfo_url")
 
 
-def _secret_aad(name: str) -> str:
-    return f"service:{name.lower()}:client_secret"
-
-
 class ServiceCatalog:
-    def __init__(self, settings: Settings, services: Services, vault: Vault) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        records: ServiceRecords,
+        vault: Vault,
+        *,
+        file_kinds: frozenset[str] = frozenset(),
+    ) -> None:
         self._settings = settings
-        self._services = services
+        self._records = records
         self._vault = vault
+        self._file_kinds = file_kinds
+
+    def _info(self, name: str, kind: str, scopes: tuple[str, ...]) -> ServiceInfo:
+        return ServiceInfo(name, kind, scopes, kind != "custom", kind in self._file_kinds)
 
     def dropbox(self) -> OAuth2Service:
         s = self._settings
@@ -61,12 +69,10 @@ class ServiceCatalog:
     async def oauth_service(self, name: str) -> OAuth2Service:
         if name.lower() == DROPBOX:
             return self.dropbox()
-        record = await self._services.get(name)
+        record = await self._records.get(name)
         if record is None:
-            raise NotFound(f"The service `{name}` no longer exists.")
-        secret = self._vault.open(
-            Sealed.from_doc(record.client_secret_sealed), aad=_secret_aad(record.name)
-        )
+            raise UnknownRecord("service", name)
+        secret = open_client_secret(self._vault, record)
         return OAuth2Service(
             name=record.name,
             kind="custom",
@@ -83,17 +89,15 @@ class ServiceCatalog:
         )
 
     async def all(self) -> list[ServiceInfo]:
-        found = [ServiceInfo(DROPBOX, "dropbox", DROPBOX_SCOPES, True)]
-        found += [
-            ServiceInfo(r.name, "custom", r.scopes, False) for r in await self._services.all()
-        ]
+        found = [self._info(DROPBOX, "dropbox", DROPBOX_SCOPES)]
+        found += [self._info(r.name, "custom", r.scopes) for r in await self._records.all()]
         return found
 
     async def info(self, name: str) -> ServiceInfo | None:
         if name.lower() == DROPBOX:
-            return ServiceInfo(DROPBOX, "dropbox", DROPBOX_SCOPES, True)
-        record = await self._services.get(name)
-        return ServiceInfo(record.name, "custom", record.scopes, False) if record else None
+            return self._info(DROPBOX, "dropbox", DROPBOX_SCOPES)
+        record = await self._records.get(name)
+        return self._info(record.name, "custom", record.scopes) if record else None
 
     async def add_custom(self, name: str, options: dict[str, str], created_by: str) -> ServiceInfo:
         if name.lower() == DROPBOX:
@@ -115,13 +119,12 @@ class ServiceCatalog:
         if delimiter_name not in _DELIMITERS:
             raise UsageError("scope_delimiter must be space, comma or plus.")
         scopes = tuple(s.strip() for s in options.get("scopes", "").split(",") if s.strip())
-        sealed = self._vault.seal(options["client_secret"], aad=_secret_aad(name))
         record = ServiceRecord(
             name=name,
             authorize_url=options["authorize_url"],
             token_url=options["token_url"],
             client_id=options["client_id"],
-            client_secret_sealed=sealed.to_doc(),
+            client_secret_sealed=seal_client_secret(self._vault, name, options["client_secret"]),
             refresh_url=options.get("refresh_url"),
             revoke_url=options.get("revoke_url"),
             userinfo_url=options.get("userinfo_url"),
@@ -130,8 +133,8 @@ class ServiceCatalog:
             scope_delimiter=_DELIMITERS[delimiter_name],
             created_by=created_by,
         )
-        await self._services.add(record)
-        return ServiceInfo(name, "custom", scopes, False)
+        await self._records.add(record)
+        return self._info(name, "custom", scopes)
 
     async def remove_custom(self, name: str) -> bool:
-        return await self._services.remove(name)
+        return await self._records.remove(name)

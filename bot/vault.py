@@ -8,8 +8,8 @@
   is false for every stored record (re-seal on read or in a sweep), then drop them.
 
 Every ciphertext is bound to the identity of the record it belongs to through the AES-GCM
-associated data (``aad``, e.g. ``"authorization:<connection>:<user>"``): a ciphertext copied
-onto another record does not open. Error messages and reprs never contain plaintext or key
+associated data (``aad``; the labels are built in :mod:`bot.sealing`): a ciphertext copied onto
+another record does not open. Error messages and reprs never contain plaintext or key
 material; the key id is a truncated hash, safe to store and log.
 """
 
@@ -234,6 +234,10 @@ class Vault:
             return plaintext.decode("utf-8")
         except UnicodeDecodeError:
             raise VaultError("cannot decrypt: the sealed value is not UTF-8 text") from None
+
+    def reseal(self, sealed: Sealed, *, aad: str) -> Sealed:
+        """``sealed`` opened (with any key) and sealed again with the primary key."""
+        return self.seal(self.open(sealed, aad=aad), aad=aad)
 
     def needs_rotation(self, sealed: Sealed) -> bool:
         """True when ``sealed`` was not sealed with the primary key (re-seal it)."""

@@ -1,14 +1,28 @@
-"""Chat behaviour: one module per feature, each exporting a ``router``."""
+"""Chat behaviour: one module per feature, each exporting a ``router``.
+
+:func:`build_router` makes the tree: the built-in features in order, then plugins' routers
+(``BOT_PLUGINS`` order), then the fallbacks for what none of them took. First match wins, so a
+built-in word, key or subcommand is never overridden by a plugin's.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from bot.router import Router
-from handlers import buttons, chat, commands, files, suggestions, welcome
+from handlers import admin, buttons, chat, commands, fallback, files, services, welcome
+
+#: The built-in features, in the order they are tried; the subcommands of ``/connection`` are
+#: listed in this order too.
+FEATURES = (welcome, commands, services, admin, files, chat, buttons)
 
 
-def build_router() -> Router:
-    """The bot's router; order matters where filters overlap (first match wins)."""
+def build_router(plugins: Sequence[Router] = ()) -> Router:
+    """The bot's router tree: each feature router once, then ``plugins``, then the fallbacks."""
     root = Router("cliqbot")
-    for feature in (welcome, commands, suggestions, files, chat, buttons):
-        root.include(feature.router)
+    for feature in FEATURES:
+        root.include_router(feature.router)
+    for plugin in plugins:
+        root.include_router(plugin)
+    root.include_router(fallback.router)
     return root

@@ -6,7 +6,7 @@ from bot.cliq.events import Event
 from bot.cliq.messages import Message, text
 from bot.context import Context
 from bot.router import Router
-from handlers.commands import connect_prompt
+from handlers.prompts import connect_prompt
 
 router = Router("files")
 

@@ -6,7 +6,7 @@ from bot.cliq.events import Event
 from bot.cliq.messages import Message, text
 from bot.context import Context
 from bot.router import Router
-from handlers.commands import status_message
+from handlers.prompts import status_message
 
 router = Router("welcome")
 

@@ -122,11 +122,6 @@ class Authorizations:
         return result.deleted_count == 1
 
     @store_call
-    async def delete_for_connection(self, link: str) -> int:
-        result = await self._col.delete_many({"connection": link})
-        return result.deleted_count
-
-    @store_call
     async def of_user(self, user_id: str) -> list[Authorization]:
         return [_authorization(d) async for d in self._col.find({"user_id": user_id})]
 
@@ -240,12 +235,12 @@ class ConnectLinks:
 
     @store_call
     async def create(
-        self, link_id: str, link: str, user_id: str, user_email: str, ttl: float
+        self, link_id: str, connection: str, user_id: str, user_email: str, ttl: float
     ) -> None:
         await self._col.insert_one(
             {
                 "_id": link_id,
-                "connection": link,
+                "connection": connection,
                 "user_id": user_id,
                 "user_email": user_email,
                 "used": False,
@@ -278,7 +273,7 @@ class OAuthStates:
     async def create(
         self,
         state: str,
-        link: str,
+        connection: str,
         user_id: str,
         user_email: str,
         verifier: Mapping[str, Any],
@@ -287,7 +282,7 @@ class OAuthStates:
         await self._col.insert_one(
             {
                 "_id": state,
-                "connection": link,
+                "connection": connection,
                 "user_id": user_id,
                 "user_email": user_email,
                 "verifier": dict(verifier),

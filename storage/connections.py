@@ -6,14 +6,14 @@ concurrent ``create``s of the same name impossible to both win), and never chang
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from bot.errors import Conflict, NotFound
+from bot.errors import AlreadyExists, UnknownRecord
 from storage.base import Database, Doc, store_call
 from storage.records import Connection, ServiceRecord
 
@@ -49,7 +49,7 @@ def _service(doc: Doc) -> ServiceRecord:
     )
 
 
-class Services:
+class ServiceRecords:
     """Custom services (the default Dropbox service comes from configuration)."""
 
     def __init__(self, db: Database) -> None:
@@ -79,7 +79,7 @@ class Services:
         try:
             await self._col.insert_one(doc)
         except DuplicateKeyError:
-            raise Conflict(f"A service named {record.name!r} exists already.") from None
+            raise AlreadyExists("service", record.name) from None
 
     @store_call
     async def get(self, name: str) -> ServiceRecord | None:
@@ -94,6 +94,17 @@ class Services:
     async def remove(self, name: str) -> bool:
         result = await self._col.delete_one({"_id": name.lower()})
         return result.deleted_count == 1
+
+    async def every_sealed(self) -> AsyncIterator[ServiceRecord]:
+        """Every custom service, for re-sealing client secrets under a new key."""
+        async for doc in self._col.find():
+            yield _service(doc)
+
+    @store_call
+    async def replace_secret(self, name: str, client_secret: Mapping[str, Any]) -> None:
+        await self._col.update_one(
+            {"_id": name.lower()}, {"$set": {"client_secret": dict(client_secret)}}
+        )
 
 
 class Connections:
@@ -122,10 +133,7 @@ class Connections:
                 }
             )
         except DuplicateKeyError:
-            raise Conflict(
-                f"A connection with the link name `{conn.link}` exists already;"
-                " choose another name."
-            ) from None
+            raise AlreadyExists("connection", conn.link) from None
 
     @store_call
     async def get(self, link: str) -> Connection | None:
@@ -135,7 +143,7 @@ class Connections:
     async def require(self, link: str) -> Connection:
         conn = await self.get(link)
         if conn is None:
-            raise NotFound(f"There is no connection `{link}`. `list` shows yours.")
+            raise UnknownRecord("connection", link)
         return conn
 
     @store_call
@@ -146,7 +154,7 @@ class Connections:
             return_document=ReturnDocument.AFTER,
         )
         if doc is None:
-            raise NotFound(f"There is no connection `{link}`.")
+            raise UnknownRecord("connection", link)
         return _connection(doc)
 
     @store_call

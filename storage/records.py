@@ -91,16 +91,21 @@ class Authorization:
 
 @dataclass(frozen=True)
 class ConnectLink:
+    """A single-use connect link (its opaque ``id`` is in the URL) for one chat user and the
+    connection whose link name is ``connection``."""
+
     id: str
-    link: str
+    connection: str
     user_id: str
     user_email: str
 
 
 @dataclass(frozen=True)
 class OAuthState:
+    """A server-side OAuth ``state``: who is signing in to which connection (its link name)."""
+
     state: str
-    link: str
+    connection: str
     user_id: str
     user_email: str
     verifier: Mapping[str, Any]

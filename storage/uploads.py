@@ -36,7 +36,7 @@ from gridfs.errors import NoFile
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from bot.errors import StoreError, StoreUnavailable
+from bot.errors import MalformedRecord, StoreError, StoreUnavailable
 from storage.base import _UNAVAILABLE, Database, Doc, store_call
 from storage.records import (
     ACTIVE,
@@ -59,7 +59,7 @@ def _gridfs(what: str) -> Iterator[None]:
     try:
         yield
     except _UNAVAILABLE as exc:
-        raise StoreUnavailable(f"the database is not answering ({type(exc).__name__})") from exc
+        raise StoreUnavailable(type(exc).__name__) from exc
     except PyMongoError as exc:
         raise StoreError(f"{what} failed ({type(exc).__name__})") from exc
 
@@ -138,11 +138,6 @@ class UploadJobs:
             return None
         return _job(doc)
 
-    @store_call
-    async def get(self, jid: str) -> Job | None:
-        doc = await self._col.find_one({"_id": jid})
-        return _job(doc) if doc else None
-
     # -- claiming --
 
     @store_call
@@ -150,7 +145,7 @@ class UploadJobs:
         """Lease the oldest runnable job in ``states`` whose account is free; lock the account.
 
         A claimed document that cannot be read as a job is set aside (``broken``, lease and
-        lock dropped) and reported as :class:`~bot.errors.StoreError`."""
+        lock dropped) and reported as :class:`~bot.errors.MalformedRecord`."""
         now = datetime.now(UTC)
         runnable = {
             "state": {"$in": list(states)},
@@ -175,9 +170,8 @@ class UploadJobs:
                     return _job(claimed)
                 except (KeyError, TypeError, ValueError) as exc:
                     await self._set_aside(claimed["_id"], key, holder, exc)
-                    raise StoreError(
-                        f"job {claimed['_id']} is malformed ({type(exc).__name__}: {exc});"
-                        f" set aside as {BROKEN}"
+                    raise MalformedRecord(
+                        "job", str(claimed["_id"]), f"{type(exc).__name__}: {exc}", BROKEN
                     ) from exc
             if doc["state"] == QUEUED:
                 await self.unlock(key, holder)

@@ -1,8 +1,9 @@
 """Outbound messages to Cliq (CONTRACT §6).
 
 ``POST {api_base}/bots/{bot_name}/message?zapikey={token}`` with ``{"text": ..., "userids":
-"a,b", ...}``. 429 waits ``Retry-After`` (else backs off); 5xx, lost connections and timeouts
-back off exponentially with jitter; after ``max_attempts`` the call gives up with
+"a,b", ...}``. 429 waits ``Retry-After`` (seconds or an HTTP-date, at most ``max_delay``; else
+backs off); 5xx, lost connections and timeouts back off exponentially with jitter
+(:mod:`bot.retry`); after ``max_attempts`` the call gives up with
 :class:`~bot.errors.ServerError`. Any other 4xx is :class:`~bot.errors.ApiError`, not retried.
 
 The webhook token travels in the query string, so it never goes into a log line or an exception
@@ -13,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
-import random
 from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import quote
 
@@ -22,6 +21,7 @@ import aiohttp
 
 from bot.cliq.messages import CliqFunction, Message
 from bot.errors import ApiError, ServerError
+from bot.retry import backoff, parse_retry_after
 from bot.secret import Secret
 
 __all__ = ["CliqClient"]
@@ -69,7 +69,8 @@ class CliqClient:
         problem = ""
         status = 0
         for attempt in range(1, self._max_attempts + 1):
-            delay = self._backoff(attempt)
+            # Exponential with jitter: between half and all of base * 2^(attempt-1).
+            delay = backoff(attempt - 1, base=self._base_delay, cap=self._max_delay, jitter=0.5)
             try:
                 async with self._session.post(
                     self._url,
@@ -83,7 +84,9 @@ class CliqClient:
                         return
                     summary = self._redact(await resp.text(errors="replace"))[:_SUMMARY_CHARS]
                     if status == 429:
-                        delay = self._retry_after(resp.headers.get("Retry-After"), delay)
+                        asked = parse_retry_after(resp.headers.get("Retry-After"))
+                        if asked is not None:  # else (missing, unreadable) back off instead
+                            delay = min(asked, self._max_delay)
                         problem = "rate limited (HTTP 429)"
                     elif status >= 500:
                         problem = f"HTTP {status}"
@@ -111,22 +114,6 @@ class CliqClient:
             f" {problem}",
             status=status,
         )
-
-    def _backoff(self, attempt: int) -> float:
-        """Exponential backoff with jitter: between half and all of base * 2^(attempt-1)."""
-        ceiling = min(self._max_delay, self._base_delay * 2 ** (attempt - 1))
-        return random.uniform(ceiling / 2, ceiling)
-
-    def _retry_after(self, header: str | None, fallback: float) -> float:
-        if header is None:
-            return fallback
-        try:
-            seconds = float(header)
-        except ValueError:  # an HTTP date: not worth parsing, back off instead
-            return fallback
-        if not math.isfinite(seconds):
-            return fallback
-        return min(max(seconds, 0.0), self._max_delay)
 
     def _redact(self, text: str) -> str:
         token = self._token.reveal()

@@ -12,6 +12,9 @@ Text and labels are shortened with an ellipsis; extra buttons are dropped with a
 a link that is too long is a programming error (connect links are short) and raises
 :class:`ValueError`.
 
+A slash command's suggestion handler answers a list instead of a message map (CONTRACT §4):
+:class:`Suggestions` is the :class:`Message` that carries it.
+
 The module is web-framework free on purpose: handlers use it.
 """
 
@@ -20,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 __all__ = [
     "MAX_BUTTONS",
@@ -32,6 +35,7 @@ __all__ = [
     "CliqFunction",
     "Message",
     "Slide",
+    "Suggestions",
     "text",
 ]
 
@@ -195,3 +199,34 @@ class Message:
 def text(msg: str) -> Message:
     """A plain text message."""
     return Message(text=msg)
+
+
+# The key under which the dedupe store keeps a list reply (it keeps maps): a Cliq message map
+# never has it.
+_STORED_KEY: Final = "_suggestions"
+
+
+@dataclass(frozen=True)
+class Suggestions(Message):
+    """A suggestion handler's reply: ``(title, description)`` pairs, rendered as a list.
+
+    It is a :class:`Message` (with empty text) so that handlers keep one return type; where it
+    is rendered as a message by mistake it is an empty one."""
+
+    text: str = ""
+    items: tuple[tuple[str, str], ...] = ()
+
+    def to_output(self) -> list[dict[str, object]]:
+        """The reply's ``output``: ``[{"title": ..., "description": ...}, ...]``."""
+        return [{"title": title, "description": line} for title, line in self.items]
+
+    def to_stored(self) -> dict[str, object]:
+        """The reply as the dedupe store keeps it (a map); :meth:`output_of` reads it back."""
+        return {_STORED_KEY: self.to_output()}
+
+    @staticmethod
+    def output_of(stored: Mapping[str, Any]) -> object:
+        """The ``output`` of a stored reply: a stored list as the list, a message map as is."""
+        if set(stored) == {_STORED_KEY} and isinstance(stored[_STORED_KEY], list):
+            return stored[_STORED_KEY]
+        return stored

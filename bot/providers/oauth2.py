@@ -1,12 +1,16 @@
-"""OAuth 2.0 authorization-code flow with PKCE, for Dropbox and custom services.
+"""OAuth 2.0 authorization-code flow with PKCE, for every service kind.
 
 authlib supplies the protocol pieces (code challenge, grant URI); aiohttp carries the requests
 over the one shared :class:`aiohttp.ClientSession`.
 
 * :func:`authorization_url` builds the authorize redirect (RFC 6749 §4.1.1 + RFC 7636 S256).
-* :class:`OAuth2Client` exchanges codes and refresh tokens (RFC 6749 §4.1.3, §6), revokes
-  (Dropbox ``/2/auth/token/revoke``; RFC 7009 for custom services) and looks up the account
-  (Dropbox ``/2/users/get_current_account``; a custom service's ``userinfo_url``).
+* :class:`OAuth2Client` exchanges codes and refresh tokens (RFC 6749 §4.1.3, §6), revokes and
+  looks up the account behind a token.
+* :class:`OAuthHooks` is what a kind of service does its own way: revocation, the account
+  lookup, the scopes the bot always needs. The client asks ``hooks(service.kind)``
+  (:func:`bot.providers.kinds.oauth_hooks`): plain OAuth is
+  :class:`~bot.providers.standard.StandardHooks` (RFC 7009, ``userinfo_url``); Dropbox's are
+  :class:`~bot.destinations.dropbox.DropboxHooks`. The client has no branch for any kind.
 
 Errors follow :mod:`bot.errors`: a rejected code or refresh token is :class:`InvalidGrant`;
 any other error answer of the token endpoint is :class:`OAuthProviderError`; 5xx answers and
@@ -23,8 +27,6 @@ Scopes in token answers are normalised to space-separated text.
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import math
 import re
@@ -32,36 +34,27 @@ import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
-from urllib.parse import parse_qsl, quote
+from typing import Any, Final, Protocol
 
 import aiohttp
 from authlib.common.security import generate_token
 from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
-from bot.errors import (
-    ApiError,
-    BotError,
-    InvalidGrant,
-    InvalidToken,
-    OAuthProviderError,
-    RateLimited,
-    ServerError,
-    TokenExpired,
-)
-from bot.providers.dropbox_wire import DEFAULT_RETRY_AFTER, error_from_response
+from bot.errors import InvalidGrant, OAuthProviderError, RateLimited, ServerError
+from bot.providers.oauth_wire import description, normalise_scope, parse_answer, with_client_auth
+from bot.retry import retry_after
 from bot.secret import Secret
 
 __all__ = [
     "CLIENT_AUTH_METHODS",
-    "DEFAULT_DROPBOX_API_URL",
     "PARAM_TYPES",
     "SCOPE_DELIMITERS",
     "SERVICE_KINDS",
     "Account",
     "OAuth2Client",
     "OAuth2Service",
+    "OAuthHooks",
     "TokenSet",
     "authorization_url",
     "new_code_verifier",
@@ -75,12 +68,10 @@ PARAM_TYPES: Final = frozenset({"header", "query"})
 CLIENT_AUTH_METHODS: Final = frozenset({"basic", "body"})
 #: ``/connection service add ... scope_delimiter=NAME`` names → the delimiter itself.
 SCOPE_DELIMITERS: Final[Mapping[str, str]] = {"space": " ", "comma": ",", "plus": "+"}
-DEFAULT_DROPBOX_API_URL: Final = "https://api.dropboxapi.com"
 
 _VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
 _VERIFIER_LENGTH: Final = 64
 _STATE_BYTES: Final = 32
-_DESCRIPTION_LIMIT: Final = 200
 _DEFAULT_TIMEOUT: Final = aiohttp.ClientTimeout(total=30)
 # Parameters the authorize URL sets itself; extra_authorize_params cannot override them.
 _RESERVED_AUTHORIZE_PARAMS: Final = frozenset(
@@ -98,7 +89,7 @@ _RESERVED_AUTHORIZE_PARAMS: Final = frozenset(
 
 @dataclass(frozen=True)
 class OAuth2Service:
-    """Where and how to run OAuth 2.0 against one service (Dropbox or a custom one)."""
+    """Where and how to run OAuth 2.0 against one service; ``kind`` picks its hooks."""
 
     name: str
     kind: str
@@ -151,6 +142,32 @@ class Account:
     name: str
 
 
+class OAuthHooks(Protocol):
+    """What one kind of service does its own way; looked up by ``OAuth2Service.kind``."""
+
+    @property
+    def required_scopes(self) -> tuple[str, ...]:
+        """Scopes the bot itself needs, whatever a connection lists (added when connecting)."""
+        ...
+
+    async def revoke(
+        self,
+        oauth: OAuth2Client,
+        service: OAuth2Service,
+        *,
+        access_token: str | None,
+        refresh_token: str | None,
+    ) -> None:
+        """Revoke the grant; a token the provider no longer knows is success."""
+        ...
+
+    async def fetch_account(
+        self, oauth: OAuth2Client, service: OAuth2Service, access_token: str
+    ) -> Account:
+        """The account behind ``access_token``."""
+        ...
+
+
 def new_code_verifier() -> str:
     """A fresh PKCE code verifier: 64 characters of the RFC 7636 unreserved set."""
     return str(generate_token(_VERIFIER_LENGTH))
@@ -197,18 +214,36 @@ def authorization_url(
 
 
 class OAuth2Client:
-    """Talks OAuth 2.0 to services over one shared :class:`aiohttp.ClientSession`."""
+    """Talks OAuth 2.0 to services over one shared :class:`aiohttp.ClientSession`.
+
+    ``hooks`` gives each service kind's :class:`OAuthHooks`
+    (:func:`bot.providers.kinds.oauth_hooks`).
+    """
 
     def __init__(
         self,
         session: aiohttp.ClientSession,
         *,
+        hooks: Callable[[str], OAuthHooks],
         now: Callable[[], float] = time.time,
         timeout: aiohttp.ClientTimeout = _DEFAULT_TIMEOUT,
     ) -> None:
         self._session = session
+        self._hooks = hooks
         self._now = now
         self._timeout = timeout
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The shared HTTP session (hooks that call a service's own API use it)."""
+        return self._session
+
+    @property
+    def timeout(self) -> aiohttp.ClientTimeout:
+        return self._timeout
+
+    def hooks(self, service: OAuth2Service) -> OAuthHooks:
+        return self._hooks(service.kind)
 
     # -- token endpoint -------------------------------------------------------------------
 
@@ -258,23 +293,23 @@ class OAuth2Client:
     ) -> dict[str, Any]:
         secret = service.client_secret.reveal()
         scrub = (*secrets_sent, secret)
-        form, headers = _with_client_auth(service, form)
-        status, response_headers, body = await self._send(
+        form, headers = with_client_auth(service, form)
+        status, response_headers, body = await self.request(
             service, "POST", url, data=form, headers=headers, what="token endpoint"
         )
-        answer = _parse_answer(body, response_headers)
+        answer = parse_answer(body, response_headers)
         error = answer.get("error") if answer is not None else None
         if 200 <= status < 300 and answer is not None and error is None:
             return answer
         if status == 429:
-            raise RateLimited(_retry_after(response_headers), message="token endpoint busy")
+            raise RateLimited(retry_after(response_headers), message="token endpoint busy")
         if status >= 500:
             raise ServerError(
                 f"the token endpoint of {service.name} answered {status}", status=status
             )
         code = error if isinstance(error, str) and error else ""
-        description = _description(answer, scrub)
-        detail = f": {description}" if description else ""
+        said = description(answer, scrub)
+        detail = f": {said}" if said else ""
         if code == "invalid_grant":
             logger.info("service %s rejected a grant (status %s)", service.name, status)
             raise InvalidGrant(f"{service.name} rejected the grant{detail}")
@@ -303,7 +338,7 @@ class OAuth2Client:
             access_token=Secret(access),
             refresh_token=Secret(refresh) if isinstance(refresh, str) and refresh else None,
             expires_at=self._expires_at(answer.get("expires_in")),
-            scope=_normalise_scope(answer.get("scope"), service.scope_delimiter),
+            scope=normalise_scope(answer.get("scope"), service.scope_delimiter),
             account_id=account_id if isinstance(account_id, str) and account_id else None,
         )
 
@@ -320,175 +355,31 @@ class OAuth2Client:
             return None
         return self._now() + seconds
 
-    # -- revocation -----------------------------------------------------------------------
+    # -- revocation and the account: the service kind's hooks -----------------------------
 
     async def revoke(
         self, service: OAuth2Service, *, access_token: str | None, refresh_token: str | None
     ) -> None:
         """Revoke the authorization at the provider; a token it no longer knows is success.
 
-        Dropbox (``kind="dropbox"``): ``POST revoke_url`` with the access token as Bearer and
-        no body, which also kills the refresh token; with only a refresh token (or an expired
-        access token) one is refreshed first. Custom services: RFC 7009, ``token=`` form with
-        client authentication, the refresh token first (it takes its access tokens with it on
-        most servers), then the access token. No ``revoke_url``: nothing to do.
+        No ``revoke_url``: nothing to do. Otherwise the service kind's hooks revoke (plain
+        OAuth: RFC 7009 with the refresh token first, then the access token).
         """
         if service.revoke_url is None:
             logger.info("service %s has no revoke URL; nothing to revoke", service.name)
             return
-        if service.kind == "dropbox":
-            await self._revoke_dropbox(service, service.revoke_url, access_token, refresh_token)
-        else:
-            await self._revoke_rfc7009(service, service.revoke_url, access_token, refresh_token)
+        await self.hooks(service).revoke(
+            self, service, access_token=access_token, refresh_token=refresh_token
+        )
         logger.info("revoked an authorization with service %s", service.name)
 
-    async def _revoke_dropbox(
-        self,
-        service: OAuth2Service,
-        url: str,
-        access_token: str | None,
-        refresh_token: str | None,
-    ) -> None:
-        if access_token is None:
-            access_token = await self._access_for_revoke(service, refresh_token)
-            if access_token is None:
-                return
-        status, headers, body = await self._send(
-            service,
-            "POST",
-            url,
-            headers={"Authorization": f"Bearer {access_token}"},
-            what="revoke endpoint",
-        )
-        if 200 <= status < 300:
-            return
-        error = error_from_response(status, headers, body)
-        if isinstance(error, TokenExpired) and refresh_token is not None:
-            fresh = await self._access_for_revoke(service, refresh_token)
-            if fresh is not None:
-                await self._revoke_dropbox(service, url, fresh, None)
-            return
-        if isinstance(error, TokenExpired):
-            # Without a refresh token there is nothing left to revoke with; the grant ends
-            # when the provider drops it.
-            logger.info("service %s: the access token expired before revoking", service.name)
-            return
-        if isinstance(error, InvalidToken):
-            return  # the token is dead already: what revoking wanted
-        raise error
-
-    async def _access_for_revoke(
-        self, service: OAuth2Service, refresh_token: str | None
-    ) -> str | None:
-        """An access token to revoke with, or ``None`` if the grant is gone already."""
-        if refresh_token is None:
-            return None
-        try:
-            tokens = await self.refresh(service, refresh_token)
-        except InvalidGrant:
-            return None
-        return tokens.access_token.reveal()
-
-    async def _revoke_rfc7009(
-        self,
-        service: OAuth2Service,
-        url: str,
-        access_token: str | None,
-        refresh_token: str | None,
-    ) -> None:
-        pending = [
-            (token, hint)
-            for token, hint in ((refresh_token, "refresh_token"), (access_token, "access_token"))
-            if token
-        ]
-        secret = service.client_secret.reveal()
-        for token, hint in pending:
-            form, request_headers = _with_client_auth(
-                service, {"token": token, "token_type_hint": hint}
-            )
-            status, headers, body = await self._send(
-                service, "POST", url, data=form, headers=request_headers, what="revoke endpoint"
-            )
-            if 200 <= status < 300:
-                continue
-            if status >= 500:
-                raise ServerError(
-                    f"the revoke endpoint of {service.name} answered {status}", status=status
-                )
-            answer = _parse_answer(body, headers)
-            raw_code = answer.get("error") if answer is not None else None
-            code = raw_code if isinstance(raw_code, str) and raw_code else f"http_{status}"
-            if code in {"unsupported_token_type", "invalid_token"}:
-                # RFC 7009 §2.2.1: the server does not revoke this kind, or it is gone already.
-                continue
-            description = _description(answer, (token, secret))
-            detail = f": {description}" if description else ""
-            raise OAuthProviderError(
-                f"the revoke endpoint of {service.name} answered {status} ({code}){detail}",
-                status=status,
-                error=code,
-            )
-
-    # -- account --------------------------------------------------------------------------
-
     async def fetch_account(self, service: OAuth2Service, access_token: str) -> Account:
-        """The account behind ``access_token``.
-
-        Dropbox: ``POST {api_url}/2/users/get_current_account``. Custom services: ``GET
-        userinfo_url`` with the token sent per ``param_type``; OIDC (``sub``/``email``/
-        ``name``) and common API shapes (``id``/``login``/``email``, also wrapped in ``data``
-        or ``user``) are understood. No ``userinfo_url``: an account with empty fields.
-        """
-        if service.kind == "dropbox":
-            return await self._dropbox_account(service, access_token)
-        if service.userinfo_url is None:
-            return Account(id="", email="", name="")
-        url = service.userinfo_url
-        headers = {"Accept": "application/json"}
-        params: dict[str, str] | None = None
-        if service.param_type == "query":
-            params = {"access_token": access_token}
-        else:
-            headers["Authorization"] = f"Bearer {access_token}"
-        status, response_headers, body = await self._send(
-            service, "GET", url, headers=headers, params=params, what="userinfo endpoint"
-        )
-        if not 200 <= status < 300:
-            raise _userinfo_error(service, status, response_headers)
-        answer = _parse_answer(body, response_headers)
-        if answer is None:
-            raise ApiError(
-                f"the userinfo endpoint of {service.name} did not answer a JSON object",
-                status=status,
-            )
-        return _account_from_userinfo(answer)
-
-    async def _dropbox_account(self, service: OAuth2Service, access_token: str) -> Account:
-        base = (service.api_url or DEFAULT_DROPBOX_API_URL).rstrip("/")
-        status, headers, body = await self._send(
-            service,
-            "POST",
-            f"{base}/2/users/get_current_account",
-            data=b"null",
-            headers={"Authorization": f"Bearer {access_token}", "Content-Type": "application/json"},
-            what="account endpoint",
-        )
-        if not 200 <= status < 300:
-            raise error_from_response(status, headers, body)
-        answer = _parse_answer(body, headers)
-        if answer is None:
-            raise ApiError("Dropbox sent an account that is not a JSON object", status=status)
-        name = answer.get("name")
-        display = name.get("display_name") if isinstance(name, dict) else None
-        return Account(
-            id=_text(answer.get("account_id")),
-            email=_text(answer.get("email")),
-            name=_text(display),
-        )
+        """The account behind ``access_token``, as the service kind's hooks look it up."""
+        return await self.hooks(service).fetch_account(self, service, access_token)
 
     # -- transport ------------------------------------------------------------------------
 
-    async def _send(
+    async def request(
         self,
         service: OAuth2Service,
         method: str,
@@ -499,7 +390,10 @@ class OAuth2Client:
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
     ) -> tuple[int, Mapping[str, str], bytes]:
-        """One request; ``(status, headers, body)``. Lost connections become ServerError."""
+        """One request; ``(status, headers, body)``. Lost connections become ServerError.
+
+        ``what`` names the endpoint in messages ("token endpoint"); the URL never appears.
+        """
         try:
             async with self._session.request(
                 method,
@@ -519,140 +413,3 @@ class OAuth2Client:
             raise ServerError(
                 f"cannot reach the {what} of {service.name} ({type(exc).__name__})"
             ) from None
-
-
-# -- helpers ------------------------------------------------------------------------------
-
-
-def _with_client_auth(
-    service: OAuth2Service, form: Mapping[str, str]
-) -> tuple[dict[str, str], dict[str, str]]:
-    """``(form, headers)`` of a token or revoke request, with the client authenticated.
-
-    ``basic``: RFC 6749 §2.3.1, id and secret each form-encoded, then HTTP Basic. ``body``:
-    ``client_id`` and ``client_secret`` in the form.
-    """
-    secret = service.client_secret.reveal()
-    headers = {"Accept": "application/json"}
-    if service.client_auth == "body":
-        return {**form, "client_id": service.client_id, "client_secret": secret}, headers
-    pair = f"{quote(service.client_id, safe='')}:{quote(secret, safe='')}"
-    headers["Authorization"] = "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
-    return dict(form), headers
-
-
-def _parse_answer(body: bytes, headers: Mapping[str, str]) -> dict[str, Any] | None:
-    """A JSON object, or a form-encoded answer (old providers), else ``None``."""
-    try:
-        parsed = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        parsed = None
-    if isinstance(parsed, dict):
-        return parsed
-    content_type = headers.get("Content-Type", "")
-    if parsed is None and content_type.startswith("application/x-www-form-urlencoded"):
-        try:
-            pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=True)
-        except (ValueError, UnicodeDecodeError):
-            return None
-        return dict(pairs) if pairs else None
-    return None
-
-
-def _description(answer: Mapping[str, Any] | None, scrub: Iterable[str]) -> str:
-    """The provider's ``error_description``, shortened and with every secret we sent removed."""
-    if answer is None:
-        return ""
-    raw = answer.get("error_description")
-    if not isinstance(raw, str):
-        return ""
-    text = " ".join(raw.split())
-    for secret in scrub:
-        if secret:
-            text = text.replace(secret, "[redacted]")
-    if len(text) > _DESCRIPTION_LIMIT:
-        text = text[:_DESCRIPTION_LIMIT] + "..."
-    return text
-
-
-def _retry_after(headers: Mapping[str, str]) -> float:
-    value = headers.get("Retry-After")
-    if value is not None:
-        try:
-            seconds = float(value)
-        except ValueError:
-            seconds = -1.0
-        if seconds >= 0:
-            return seconds
-    return DEFAULT_RETRY_AFTER
-
-
-def _normalise_scope(scope: object, delimiter: str) -> str:
-    if isinstance(scope, list):
-        parts = [item for item in scope if isinstance(item, str)]
-    elif isinstance(scope, str):
-        parts = scope.split(delimiter) if delimiter != " " else scope.split()
-    else:
-        return ""
-    return " ".join(part.strip() for part in parts if part.strip())
-
-
-def _text(value: object) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return ""
-
-
-def _first(answer: Mapping[str, Any], *keys: str) -> str:
-    for key in keys:
-        value = _text(answer.get(key))
-        if value:
-            return value
-    return ""
-
-
-_ID_KEYS: Final = ("sub", "id", "user_id", "account_id", "uid")
-_WRAPPER_KEYS: Final = ("data", "user")
-
-
-def _account_from_userinfo(answer: Mapping[str, Any]) -> Account:
-    if not _first(answer, *_ID_KEYS):
-        for key in _WRAPPER_KEYS:  # {"data": {...}} (Twitter), {"user": {...}} (Slack)
-            inner = answer.get(key)
-            if isinstance(inner, dict) and _first(inner, *_ID_KEYS):
-                answer = inner
-                break
-    email = _first(answer, "email", "mail", "email_address")
-    raw_name = answer.get("name")
-    name = _text(raw_name)
-    if not name and isinstance(raw_name, dict):
-        name = _first(raw_name, "display_name", "formatted", "full_name")
-    if not name:
-        name = _first(answer, "display_name", "preferred_username", "login", "username")
-    if not name:
-        name = " ".join(
-            part
-            for part in (_text(answer.get("given_name")), _text(answer.get("family_name")))
-            if part
-        )
-    return Account(id=_first(answer, *_ID_KEYS), email=email, name=name or email)
-
-
-def _userinfo_error(service: OAuth2Service, status: int, headers: Mapping[str, str]) -> BotError:
-    """The error for a non-2xx userinfo answer; its body is never echoed (it may quote tokens)."""
-    challenge = headers.get("WWW-Authenticate", "")
-    if status == 401:
-        if "expired" in challenge.lower():
-            return TokenExpired(f"{service.name} says the access token has expired")
-        return InvalidToken(f"{service.name} rejected the access token")
-    if status == 403 and "insufficient_scope" in challenge:
-        return InvalidToken(f"{service.name} says the access token lacks a scope")
-    if status == 429:
-        return RateLimited(_retry_after(headers), message=f"{service.name} rate limit")
-    if status >= 500:
-        return ServerError(
-            f"the userinfo endpoint of {service.name} answered {status}", status=status
-        )
-    return ApiError(f"the userinfo endpoint of {service.name} answered {status}", status=status)

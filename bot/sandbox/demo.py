@@ -30,7 +30,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 
 import aiohttp
@@ -380,6 +380,11 @@ async def self_test_steps(sandbox: Sandbox) -> int:
         ),
         ("with the switch OFF, Ana's file lands in the owner's Dropbox", forward_to_owner),
     ]
+    return await run_steps(steps)
+
+
+async def run_steps(steps: Sequence[tuple[str, Callable[[], Awaitable[None]]]]) -> int:
+    """Run each step within :data:`STEP_TIMEOUT`, one line each; 0 only if every step held."""
     for label, step in steps:
         started = time.monotonic()
         try:

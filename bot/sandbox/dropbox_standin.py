@@ -66,7 +66,7 @@ from urllib.parse import quote
 from aiohttp import web
 from yarl import URL
 
-from bot.providers.dropbox_wire import BLOCK_SIZE, ContentHasher
+from bot.destinations.dropbox_wire import BLOCK_SIZE, ContentHasher
 
 __all__ = ["FAULT_KINDS", "DropboxStandin", "FileRecord", "main"]
 
@@ -1364,6 +1364,23 @@ class DropboxStandin:
                 error = {".tag": "path", "path": nested}
             return self._route_error(["path", *reason], error)
 
+        target = self._target(account, commit, digest, write_error)
+        if isinstance(target, FileRecord):
+            return target  # same content: nothing written
+        path_display, path_lower, existing = target
+        return self._store(
+            account, commit, source, path_display, path_lower, existing, size, digest
+        )
+
+    def _target(
+        self,
+        account: _Account,
+        commit: _Commit,
+        digest: str,
+        write_error: Callable[..., _Abort],
+    ) -> FileRecord | tuple[str, str, FileRecord | None]:
+        """Where the commit lands: ``(path_display, path_lower, record it replaces)``, or the
+        existing record when it already holds the same content."""
         parts = commit.path.split("/")[1:]
         if not parts or any(part in ("", ".", "..") for part in parts):
             raise write_error("malformed_path")
@@ -1381,23 +1398,32 @@ class DropboxStandin:
         path_display = f"{parent_display}/{name}"
         path_lower = path_display.lower()
         existing = account.files.get(path_lower)
-        replace = False
         if path_lower in account.folders:
             if not commit.autorename:
                 raise write_error("conflict", "folder")
-            existing = None
-            path_display, path_lower = self._free_name(account, parent_display, name)
-        elif existing is not None:
-            if existing.content_hash == digest:
-                return existing  # same content: nothing written
-            rev_matches = commit.mode == "update" and commit.update_rev == existing.rev
-            if commit.mode == "overwrite" or rev_matches:
-                replace = True
-            elif commit.autorename:
-                path_display, path_lower = self._free_name(account, parent_display, name)
-            else:
-                raise write_error("conflict", "file")
+            return (*self._free_name(account, parent_display, name), None)
+        if existing is None:
+            return path_display, path_lower, None
+        if existing.content_hash == digest:
+            return existing
+        rev_matches = commit.mode == "update" and commit.update_rev == existing.rev
+        if commit.mode == "overwrite" or rev_matches:
+            return path_display, path_lower, existing
+        if commit.autorename:
+            return (*self._free_name(account, parent_display, name), None)
+        raise write_error("conflict", "file")
 
+    def _store(
+        self,
+        account: _Account,
+        commit: _Commit,
+        source: pathlib.Path,
+        path_display: str,
+        path_lower: str,
+        replaced: FileRecord | None,
+        size: int,
+        digest: str,
+    ) -> FileRecord:
         blob = self.storage_dir / "blobs" / secrets.token_hex(16)
         source.replace(blob)
         now = _now_iso()
@@ -1405,7 +1431,7 @@ class DropboxStandin:
             path_display=path_display,
             path_lower=path_lower,
             name=path_display.rsplit("/", 1)[-1],
-            id=existing.id if replace and existing else "id:" + secrets.token_urlsafe(16),
+            id=replaced.id if replaced else "id:" + secrets.token_urlsafe(16),
             rev="015" + secrets.token_hex(8),
             size=size,
             content_hash=digest,
@@ -1413,8 +1439,8 @@ class DropboxStandin:
             server_modified=now,
             blob_path=blob,
         )
-        if replace and existing is not None:
-            existing.blob_path.unlink(missing_ok=True)
+        if replaced is not None:
+            replaced.blob_path.unlink(missing_ok=True)
         # Register the parent folders.
         folder = ""
         for part in path_display.split("/")[1:-1]:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import pymongo
 from aiohttp import web
 
+from bot.errors import StoreUnavailable
 from bot.keys import METRICS, RUNTIME
 
 routes = web.RouteTableDef()
@@ -19,21 +19,15 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME]
-    # PyMongo's own operation timeout, not an asyncio one: cancelling the async driver while it
-    # waits can wedge its pool, and a hung (not dead) server would otherwise never answer.
     try:
-        with pymongo.timeout(_READY_TIMEOUT):
-            await runtime.db.command("ping")
-    except Exception as exc:  # noqa: BLE001 - any failure means "not ready"; reported, not raised
-        return web.json_response(
-            {"status": "unavailable", "mongodb": type(exc).__name__}, status=503
-        )
+        await request.app[RUNTIME].store.ping(_READY_TIMEOUT)
+    except StoreUnavailable as err:  # reported, not raised: "not ready" is the answer
+        return web.json_response({"status": "unavailable", "mongodb": err.cause}, status=503)
     return web.json_response({"status": "ready", "mongodb": "ok"})
 
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    return web.Response(
-        text=request.app[METRICS].render(), content_type="text/plain", charset="utf-8"
-    )
+    app_metrics = request.app[METRICS]
+    body = app_metrics.render().encode("utf-8")
+    return web.Response(body=body, headers={"Content-Type": app_metrics.content_type})

@@ -18,7 +18,7 @@ routes = web.RouteTableDef()
 
 @routes.get("/connect/{link_id}")
 async def connect(request: web.Request) -> web.StreamResponse:
-    accounts = request.app[RUNTIME].services.accounts
+    accounts = request.app[RUNTIME].components.accounts
     try:
         target = await accounts.begin(request.match_info["link_id"])
     except LinkGone:
@@ -36,7 +36,7 @@ async def connect(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/oauth/callback")
 async def callback(request: web.Request) -> web.StreamResponse:
-    accounts = request.app[RUNTIME].services.accounts
+    accounts = request.app[RUNTIME].components.accounts
     query = request.query
     try:
         result = await accounts.complete(

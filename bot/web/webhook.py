@@ -6,13 +6,11 @@ import contextlib
 import logging
 import time
 
-import pymongo
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from bot.cliq.events import Event, parse_event
 from bot.cliq.signing import verify_cliq, verify_hmac
-from bot.errors import BadPayload, NotAuthentic, PayloadTooLarge, StoreError, StoreUnavailable
+from bot.errors import NotAuthentic, PayloadTooLarge, StoreError, StoreUnavailable
 from bot.keys import METRICS, RUNTIME, SETTINGS
 from bot.router import dispatch
 
@@ -20,19 +18,19 @@ log = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
 
-MAX_BODY = 1024 * 1024
+MAX_BODY = 1024 * 1024  # CONTRACT §4: a larger body is answered 413; the app's request limit too
 _DUPLICATE_WAIT = 2.0
 _STORE_DEADLINE = 5.0  # a hung store answers 503 (Cliq retries); load alone rarely reaches it
 
 
 async def _read_body(request: web.Request) -> bytes:
     if request.content_length is not None and request.content_length > MAX_BODY:
-        raise PayloadTooLarge("the body is larger than 1 MiB")
+        raise PayloadTooLarge(MAX_BODY)
     body = bytearray()
     async for chunk in request.content.iter_chunked(64 * 1024):
         body += chunk
         if len(body) > MAX_BODY:
-            raise PayloadTooLarge("the body is larger than 1 MiB")
+            raise PayloadTooLarge(MAX_BODY)
     return bytes(body)
 
 
@@ -58,7 +56,7 @@ def _authenticate(request: web.Request, body: bytes) -> tuple[str, bytes]:
         )
     ):
         return "hmac", body  # HMAC is over the raw body only
-    key = runtime.services.cliq_public_key
+    key = runtime.components.cliq_public_key
     cliq_tried = False
     if key is not None:
         verdict = verify_cliq(key, request.headers.get("X-Cliq-Signature"), body)
@@ -82,92 +80,40 @@ async def webhook(request: web.Request) -> web.Response:
     label = event.handler if event.handled else "other"
     # One deadline for all the database work of this delivery: a hung store gives a 503 (Cliq
     # retries, and the dedupe makes the retry safe) instead of holding the request forever.
-    with pymongo.timeout(_STORE_DEADLINE):
+    with request.app[RUNTIME].store.deadline(_STORE_DEADLINE):
         return await _handle(request, event, label, started)
 
 
 async def _handle(request: web.Request, event: Event, label: str, started: float) -> web.Response:
-    from handlers.suggestions import Suggestions
+    from bot.cliq.messages import Suggestions
 
     metrics = request.app[METRICS]
-    services = request.app[RUNTIME].services
-    previous = await services.events.claim(event.identity)
+    components = request.app[RUNTIME].components
+    previous = await components.events.claim(event.identity)
     if previous is not None:
-        reply = previous.reply or await services.events.wait_reply(event.identity, _DUPLICATE_WAIT)
+        reply = previous.reply or await components.events.wait_reply(
+            event.identity, _DUPLICATE_WAIT
+        )
         metrics.events.inc(handler=label, outcome="duplicate")
         if reply is None:
             reply = {"text": "I got this already and am still working on it."}
         return web.json_response({"output": Suggestions.output_of(reply)})
     try:
-        message, outcome = await dispatch(services.router, event, services.context)
+        message, outcome = await dispatch(components.router, event, components.context)
     except StoreUnavailable:
         # Forget the claim, so the sender's retry after our 503 is processed afresh instead of
         # being answered "still working on it" with the work never done.
         with contextlib.suppress(StoreError):
-            await services.events.release(event.identity)
+            await components.events.release(event.identity)
         raise
     output: object
     if isinstance(message, Suggestions):  # a slash command's suggestions: a list (CONTRACT §4)
         output = message.to_output()
-        await services.events.complete(event.identity, message.to_stored())
+        await components.events.complete(event.identity, message.to_stored())
     else:
         reply = message.to_dict(request.app[SETTINGS].cliq_function)
-        await services.events.complete(event.identity, reply)
+        await components.events.complete(event.identity, reply)
         output = reply
     metrics.events.inc(handler=label, outcome=outcome)
     metrics.event_latency.observe(time.perf_counter() - started, handler=label)
     return web.json_response({"output": output})
-
-
-_QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
-access_log = logging.getLogger("bot.access")
-
-
-@web.middleware
-async def logging_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """One line per request: method, path (never the query: a callback's holds the code),
-    status, milliseconds. Probes log at DEBUG."""
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    finally:
-        level = logging.DEBUG if request.path in _QUIET_PATHS else logging.INFO
-        access_log.log(
-            level,
-            "%s %s %s %.0fms",
-            request.method,
-            request.path,
-            status,
-            (time.perf_counter() - started) * 1000,
-        )
-
-
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Error mapping for JSON endpoints: domain errors → status codes, the rest → 500 + log."""
-    from bot.errors import RequestError
-
-    try:
-        return await handler(request)
-    except RequestError as err:
-        if isinstance(err, NotAuthentic | PayloadTooLarge | BadPayload):
-            request.app[METRICS].events.inc(handler="unknown", outcome=f"http_{err.status}")
-        body: dict[str, object] = {"error": str(err)}
-        if isinstance(err, BadPayload) and err.field:
-            body["field"] = err.field
-        return web.json_response(body, status=err.status)
-    except StoreUnavailable:
-        log.warning(
-            "the database is not answering; %s %s answered 503", request.method, request.path
-        )
-        return web.json_response(
-            {"error": "the database is not answering; retry later"},
-            status=503,
-            headers={"Retry-After": "5"},
-        )

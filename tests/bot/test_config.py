@@ -101,3 +101,23 @@ def test_public_key_file_must_hold_an_rsa_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings({"CLIQ_PUBLIC_KEY_FILE": str(bad)})
     assert info.value.problems == ["CLIQ_PUBLIC_KEY_FILE: not a PEM public key"]
+
+
+def test_urls_and_admins_read_the_same_way_for_every_variable() -> None:
+    s = load_settings(
+        {
+            "CLIQ_API_BASE": "https://cliq.zoho.eu/api/v2/",
+            "DROPBOX_API_URL": "http://127.0.0.1:9000/",
+            "BOT_ADMINS": " Ada@Example.com, 1001 ,,",
+        }
+    )
+    assert s.cliq_api_base == "https://cliq.zoho.eu/api/v2"  # the trailing slash dropped
+    assert s.dropbox_api_url == "http://127.0.0.1:9000"
+    assert s.dropbox_content_url == "https://content.dropboxapi.com"  # the default
+    assert s.admins == frozenset({"ada@example.com", "1001"})
+    urls = ("CLIQ_API_BASE", "DROPBOX_AUTHORIZE_URL", "DROPBOX_API_URL", "DROPBOX_CONTENT_URL")
+    with pytest.raises(ConfigError) as info:
+        load_settings(dict.fromkeys(urls, "not a url"))
+    assert info.value.problems == [
+        f"{name}: must be an http(s) URL (got 'not a url')" for name in urls
+    ]

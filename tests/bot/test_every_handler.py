@@ -13,8 +13,10 @@ from typing import Any
 
 import pytest
 
+from bot.config import Settings
+from bot.context import Context
 from bot.keys import RUNTIME
-from handlers.suggestions import subcommand_names
+from handlers import build_router
 from tests.conftest import ANA, World
 
 # (type, handler.type, extra handler keys, params beside the user) — reference/cliq.md
@@ -117,6 +119,13 @@ async def test_another_command_or_function_name_is_not_handled(world: World) -> 
 
 
 # -- the suggestion handler ----------------------------------------------------------------------
+
+
+def subcommand_names() -> list[str]:
+    """The subcommands of ``/connection`` registered in the built-in tree, in order."""
+    none: Any = None
+    ctx = Context(Settings(), none, none, none, none, none, none)
+    return [sub.name for sub in build_router().subcommands("connection", ctx)]
 
 
 def suggestion(arguments: object, name: str = "connection") -> dict[str, Any]:

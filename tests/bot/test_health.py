@@ -6,6 +6,7 @@ import signal
 
 from bot.app import create_app
 from bot.config import Settings
+from bot.keys import METRICS
 from bot.secret import Secret
 from storage.embedded import EmbeddedStore
 
@@ -33,7 +34,9 @@ async def test_readyz_503_while_mongodb_does_not_answer(
         try:
             resp = await client.get("/readyz")
             assert resp.status == 503
-            assert (await resp.json())["status"] == "unavailable"
+            body = await resp.json()
+            assert body["status"] == "unavailable"
+            assert body["mongodb"]  # the driver error's name, e.g. NetworkTimeout
             assert (await client.get("/healthz")).status == 200
         finally:
             os.kill(store.pid, signal.SIGCONT)
@@ -50,3 +53,30 @@ async def test_metrics_is_prometheus_text(aiohttp_client, settings: Settings) ->
     text = await resp.text()
     assert "# TYPE cliqbot_events_total counter" in text
     assert "# TYPE cliqbot_event_seconds histogram" in text
+
+
+async def test_metrics_has_process_and_gc_metrics(aiohttp_client, settings: Settings) -> None:
+    client = await aiohttp_client(create_app(settings))
+    resp = await client.get("/metrics")
+    assert resp.content_type == "text/plain"
+    text = await resp.text()
+    for family in (
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "python_gc_collections_total",
+    ):
+        assert f"# TYPE {family} " in text, family
+
+
+def test_every_app_has_its_own_registry(settings: Settings) -> None:
+    one, two = create_app(settings), create_app(settings)
+    one[METRICS].uploads.inc(outcome="ok")
+    one[METRICS].bytes_uploaded.inc(5)
+    one[METRICS].event_latency.observe(0.02, handler="message_handler")
+    first, second = one[METRICS].render(), two[METRICS].render()
+    assert 'cliqbot_uploads_total{outcome="ok"} 1.0' in first
+    assert "cliqbot_uploaded_bytes_total 5.0" in first
+    assert 'cliqbot_event_seconds_count{handler="message_handler"} 1.0' in first
+    assert "cliqbot_uploads_total{" not in second
+    assert "cliqbot_uploaded_bytes_total 0.0" in second

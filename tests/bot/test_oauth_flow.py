@@ -82,7 +82,7 @@ async def auths(world: World) -> list[dict[str, Any]]:
 
 
 def open_token(world: World, doc: dict[str, Any], part: str) -> str:
-    vault = world.app[RUNTIME].services.vault
+    vault = world.app[RUNTIME].components.vault
     sealed = Sealed.from_doc(doc["access" if part == "a" else "refresh"])
     return vault.open(sealed, aad=f"authorization:{doc['connection']}:{doc['user_id']}:{part}")
 
@@ -350,7 +350,7 @@ async def test_the_pkce_verifier_never_leaves_the_vault(
     await world.setup_connection(switch="on")
     flow = await consent(world, await connect_link(world, ANA), "ana@dropbox.example")
     state_doc = await db(world)["oauth_states"].find_one({"_id": flow.query["state"]})
-    vault = world.app[RUNTIME].services.vault
+    vault = world.app[RUNTIME].components.vault
     verifier = vault.open(
         Sealed.from_doc(state_doc["verifier"]), aad=f"state:{flow.query['state']}"
     )

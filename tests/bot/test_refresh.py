@@ -47,10 +47,10 @@ async def test_two_processes_refreshing_at_once_make_one_refresh_call(
     await world.setup_connection(switch="on")
     await world.connect(ANA, "ana@dropbox.example")
     other = await second_app(aiohttp_server, world)
-    one = world.app[RUNTIME].services.accounts
-    two = other[RUNTIME].services.accounts
+    one = world.app[RUNTIME].components.accounts
+    two = other[RUNTIME].components.accounts
     [before] = [d async for d in auths(world.app).find()]
-    old = open_sealed(world.app[RUNTIME].services.vault, before, "a")
+    old = open_sealed(world.app[RUNTIME].components.vault, before, "a")
     await expire_stored(world)
     tokens = await asyncio.gather(
         *(svc.access_token(LINK, ANA.id) for svc in (one, two, one, two, two, one))
@@ -61,10 +61,10 @@ async def test_two_processes_refreshing_at_once_make_one_refresh_call(
     [after] = [d async for d in auths(world.app).find()]
     assert after["expires_at"] > time.time() + 3600
     assert "lease" not in after
-    assert open_sealed(other[RUNTIME].services.vault, after, "a") == tokens[0]
+    assert open_sealed(other[RUNTIME].components.vault, after, "a") == tokens[0]
     # the refresh token is kept (Dropbox does not rotate it)
-    assert open_sealed(world.app[RUNTIME].services.vault, after, "r") == open_sealed(
-        world.app[RUNTIME].services.vault, before, "r"
+    assert open_sealed(world.app[RUNTIME].components.vault, after, "r") == open_sealed(
+        world.app[RUNTIME].components.vault, before, "r"
     )
     # fresh now: no further refresh from either process
     assert await two.access_token(LINK, ANA.id) == tokens[0]
@@ -93,7 +93,7 @@ async def test_invalid_grant_marks_the_authorization_disconnected(world: World) 
     await world.connect(BEN, "ben@dropbox.example")
     world.dropbox.revoke_all("ana@dropbox.example")
     await auths(world.app).update_one({"user_id": ANA.id}, {"$set": {"expires_at": 1.0}})
-    accounts = world.app[RUNTIME].services.accounts
+    accounts = world.app[RUNTIME].components.accounts
     with pytest.raises(NotAuthorized):
         await accounts.access_token(LINK, ANA.id)
     assert world.dropbox.calls["token:refresh_token"] == 1
@@ -140,7 +140,7 @@ async def test_key_rotation_reseals_under_the_new_first_key(
         " client_id=acme client_secret=acme-secret",
     )
     assert "Added" in reply.text, reply.text
-    old_vault = world.app[RUNTIME].services.vault
+    old_vault = world.app[RUNTIME].components.vault
     db = world.app[RUNTIME].db
     before = {d["user_id"]: d async for d in auths(world.app).find()}
     plain = {
@@ -168,8 +168,8 @@ async def test_key_rotation_reseals_under_the_new_first_key(
 
     # a process that has only the new key serves the rotated tokens
     rotated = await second_app(aiohttp_server, world, encryption_keys=(Secret(new_key),))
-    accounts = rotated[RUNTIME].services.accounts
+    accounts = rotated[RUNTIME].components.accounts
     assert await accounts.access_token(LINK, ANA.id) == plain[ANA.id][0]
-    catalog = rotated[RUNTIME].services.context.services
+    catalog = rotated[RUNTIME].components.context.catalog
     acme = await catalog.oauth_service("acme")  # type: ignore[attr-defined]
     assert acme.client_secret.reveal() == "acme-secret"

@@ -11,6 +11,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.errors import VaultError
+from bot.sealing import (
+    ACCESS,
+    REFRESH,
+    authorization_aad,
+    client_secret_aad,
+    needs_rotation,
+    open_client_secret,
+    open_token,
+    reseal_token,
+    seal_tokens,
+    sealed_parts,
+    state_aad,
+)
 from bot.vault import (
     KEY_BYTES,
     KEY_FILE_NAME,
@@ -21,6 +34,7 @@ from bot.vault import (
     load_or_create_key_file,
     parse_keys,
 )
+from storage.records import Authorization, ServiceRecord
 
 AAD = "authorization:team_dropbox:user-1"
 
@@ -227,3 +241,70 @@ def test_round_trip_any_text(plaintext: str, aad: str) -> None:
         f"Sealed(kid={vault.primary_kid!r}, nonce=<12 bytes>, "
         f"ciphertext=<{len(sealed.ciphertext)} bytes>)"
     )
+
+
+# -- the labels every sealed record is bound to (bot.sealing) -------------------------------------
+
+
+def _authorization(access: dict[str, object], refresh: dict[str, object] | None) -> Authorization:
+    return Authorization(
+        link="team_dropbox",
+        user_id="55501",
+        user_email="ana@example.com",
+        status="connected",
+        account_id="dbid:ana",
+        account_email="ana@dropbox.example",
+        account_name="Ana",
+        access=access,
+        refresh=refresh,
+        expires_at=None,
+        version=1,
+    )
+
+
+def test_the_labels_are_the_stored_format() -> None:
+    # Records sealed since the first release carry these labels; changing one makes every
+    # stored token or secret unreadable.
+    assert (ACCESS, REFRESH) == ("a", "r")
+    assert (
+        authorization_aad("team_dropbox", "55501", ACCESS) == "authorization:team_dropbox:55501:a"
+    )
+    assert authorization_aad("team_dropbox", "55501", REFRESH) == (
+        "authorization:team_dropbox:55501:r"
+    )
+    assert client_secret_aad("Acme") == "service:acme:client_secret"
+    assert state_aad("st-1") == "state:st-1"
+
+
+def test_records_sealed_with_the_literal_labels_open_through_the_helpers() -> None:
+    vault = Vault([_key()])
+    access = vault.seal("at", aad="authorization:team_dropbox:55501:a").to_doc()
+    refresh = vault.seal("rt", aad="authorization:team_dropbox:55501:r").to_doc()
+    auth = _authorization(access, refresh)
+    assert sealed_parts(auth) == {ACCESS: access, REFRESH: refresh}
+    assert open_token(vault, "team_dropbox", "55501", ACCESS, access) == "at"
+    assert open_token(vault, "team_dropbox", "55501", REFRESH, refresh) == "rt"
+    with pytest.raises(VaultError):  # a part does not open as the other one
+        open_token(vault, "team_dropbox", "55501", ACCESS, refresh)
+    record = ServiceRecord(
+        name="Acme",
+        authorize_url="https://acme.example/a",
+        token_url="https://acme.example/t",
+        client_id="acme",
+        client_secret_sealed=vault.seal("cs", aad="service:acme:client_secret").to_doc(),
+    )
+    assert open_client_secret(vault, record) == "cs"
+
+
+def test_sealed_tokens_reseal_under_the_primary_key() -> None:
+    old, new = _key(), _key()
+    before = Vault([old])
+    access, refresh = seal_tokens(before, "team_dropbox", "55501", "at", None)
+    assert refresh is None
+    auth = _authorization(access, refresh)
+    assert sealed_parts(auth) == {ACCESS: access}
+    rotated = Vault([new, old])
+    assert needs_rotation(rotated, access)
+    fresh = reseal_token(rotated, auth, ACCESS)
+    assert not needs_rotation(rotated, fresh)
+    assert open_token(Vault([new]), "team_dropbox", "55501", ACCESS, fresh) == "at"

@@ -26,7 +26,7 @@ from bot.keys import RUNTIME
 from storage.base import Doc
 from storage.records import BROKEN, FAILED, QUEUED, WAITING
 from storage.uploads import UploadJobs
-from tests.conftest import ANA, World
+from tests.conftest import ADMIN, ANA, World
 
 LINK = "team_dropbox"
 
@@ -101,7 +101,7 @@ async def _lands(world: World, name: str, data: bytes) -> None:
 async def test_a_job_with_an_unexpected_error_is_retried_then_failed_and_the_slot_goes_on(
     world: World, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="bot.uploads")
+    caplog.set_level(logging.INFO, logger="bot.files")
     await world.setup_connection(switch="on")
     await world.connect(ANA, "ana@dropbox.example")
     # Stored progress of a shape UploadProgress.from_dict refuses (ValueError): not a BotError.
@@ -150,7 +150,7 @@ async def test_a_missing_kept_file_is_a_store_error_and_the_slot_goes_on(
             pass
     await jobs.delete_kept(ObjectId())  # deleting what is gone is not an error
 
-    caplog.set_level(logging.INFO, logger="bot.uploads")
+    caplog.set_level(logging.INFO, logger="bot.files")
     await world.setup_connection(switch="on")
     await world.connect(ANA, "ana@dropbox.example")
     gone = await _insert_job(world, "gone.txt", kept_file=ObjectId(), size=10)
@@ -167,7 +167,7 @@ async def test_a_missing_kept_file_is_a_store_error_and_the_slot_goes_on(
 async def test_malformed_documents_in_claims_and_housekeeping_are_counted_not_fatal(
     world: World, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="bot.uploads")
+    caplog.set_level(logging.INFO, logger="bot.files")
     await world.setup_connection(switch="on")
     await world.connect(ANA, "ana@dropbox.example")
     # A queued job without a name cannot be read back once claimed (the store sets it aside);
@@ -203,7 +203,7 @@ async def test_malformed_documents_in_claims_and_housekeeping_are_counted_not_fa
 async def test_stop_before_the_first_step_returns_at_once_and_twice_is_safe(
     world: World,
 ) -> None:
-    files = world.app[RUNTIME].services.files
+    files = world.app[RUNTIME].components.files
     started = time.monotonic()
     await files.stop(timeout=30)  # the running worker, idle: no drain to wait out
     assert time.monotonic() - started < 2
@@ -218,3 +218,25 @@ async def test_stop_before_the_first_step_returns_at_once_and_twice_is_safe(
     await world.setup_connection(switch="on")
     await world.connect(ANA, "ana@dropbox.example")
     await _lands(world, "restarted.txt", b"after a restart")
+
+
+async def test_a_job_for_a_service_files_cannot_land_in_fails_with_a_message(
+    world: World,
+) -> None:
+    """The worker picks the destination by the connection's service kind; a kind without one
+    (a custom OAuth service) fails the job at once, with a clear word to the sender."""
+    reply = await world.chat.run(
+        ADMIN,
+        "service add acme authorize_url=https://acme.example/a token_url=https://acme.example/t"
+        " client_id=acme client_secret=acme-secret",
+    )
+    assert "Added" in reply.text, reply.text
+    reply = await world.chat.run(ADMIN, 'create "Acme Files" service=acme scopes=read')
+    assert "acme_files" in reply.text, reply.text
+    jid = await _insert_job(world, "elsewhere.txt", connection="acme_files")
+
+    failed = await _until(_job_where(world, jid, state=FAILED))
+    assert failed["error"] == "Conflict"
+    told = await world.messages_for(ANA, "elsewhere.txt: the upload failed")
+    assert "files cannot land in acme" in told["text"]
+    assert [b.get("key") for b in told["buttons"]] == [f"retry:{jid}", f"cancel:{jid}"]

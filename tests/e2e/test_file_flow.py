@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.config import Settings
-from bot.uploads import clean_name
+from bot.files.names import clean_name
 from tests.conftest import ADMIN, ANA, BEN, World
 
 

@@ -29,6 +29,7 @@ from bot.errors import (
     ServerError,
     TokenExpired,
 )
+from bot.providers.kinds import oauth_hooks
 from bot.providers.oauth2 import (
     SCOPE_DELIMITERS,
     Account,
@@ -221,7 +222,7 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 @pytest.fixture
 def client(session: aiohttp.ClientSession) -> OAuth2Client:
-    return OAuth2Client(session, now=lambda: NOW)
+    return OAuth2Client(session, hooks=oauth_hooks, now=lambda: NOW)
 
 
 async def start(

@@ -23,6 +23,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from yarl import URL
 
+from bot.destinations.dropbox_wire import (
+    BLOCK_SIZE,
+    content_hash,
+    encode_api_arg,
+    error_from_response,
+)
 from bot.errors import (
     ApiError,
     ContentHashMismatch,
@@ -32,7 +38,6 @@ from bot.errors import (
     ServerError,
     TokenExpired,
 )
-from bot.providers.dropbox_wire import BLOCK_SIZE, content_hash, encode_api_arg, error_from_response
 from bot.sandbox.dropbox_standin import DropboxStandin
 
 APP_KEY = "app-key"

@@ -9,6 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bot.destinations.dropbox_wire import (
+    BLOCK_SIZE,
+    ContentHasher,
+    content_hash,
+    encode_api_arg,
+    error_from_response,
+)
 from bot.errors import (
     ApiError,
     ContentHashMismatch,
@@ -17,13 +24,6 @@ from bot.errors import (
     RateLimited,
     ServerError,
     TokenExpired,
-)
-from bot.providers.dropbox_wire import (
-    BLOCK_SIZE,
-    ContentHasher,
-    content_hash,
-    encode_api_arg,
-    error_from_response,
 )
 
 EMPTY = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"

@@ -12,6 +12,10 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bot.destinations.base import FileMetadata
+from bot.destinations.dropbox import DropboxDestination
+from bot.destinations.dropbox_wire import BLOCK_SIZE, content_hash
+from bot.destinations.relay import RetryPolicy, UploadProgress, relay_upload
 from bot.errors import (
     ApiError,
     ContentHashMismatch,
@@ -23,10 +27,7 @@ from bot.errors import (
     SourceError,
     TokenExpired,
 )
-from bot.providers.dropbox import DropboxClient, FileMetadata
-from bot.providers.dropbox_wire import BLOCK_SIZE, content_hash
-from bot.providers.relay import RetryPolicy, UploadProgress, relay_upload
-from tests.bot.providers.conftest import APP_KEY, APP_SECRET, EMAIL, Dropbox
+from tests.bot.destinations.conftest import APP_KEY, APP_SECRET, EMAIL, Dropbox
 
 MiB = 1024 * 1024
 UPLOAD = "/2/files/upload"
@@ -111,13 +112,34 @@ async def relay(
 ) -> FileMetadata:
     kwargs.setdefault("policy", FAST)
     return await relay_upload(
-        dropbox.client,
+        dropbox.destination,
         tokens or Tokens(dropbox),
         source or BytesSource(data),
         path,
         sleep=sleeps or Sleeps(),
         **kwargs,
     )
+
+
+async def started(
+    dropbox: Dropbox, data: bytes, sent: int, offset: int, blocks: int
+) -> UploadProgress:
+    """A session begun by hand with ``data[:sent]``; progress that says ``offset`` and carries
+    the digests of the first ``blocks`` blocks (what a process that died would have saved)."""
+    session_id = await dropbox.destination.start(dropbox.access_token, data[:sent])
+    digests = [
+        hashlib.sha256(data[i * BLOCK_SIZE : (i + 1) * BLOCK_SIZE]).hexdigest()
+        for i in range(blocks)
+    ]
+    return UploadProgress(session_id=session_id, offset=offset, block_digests=digests)
+
+
+async def resumed(dropbox: Dropbox, data: bytes, progress: UploadProgress) -> list[int]:
+    """Relay ``data`` on from ``progress``; it must land. Where the source was opened."""
+    source = BytesSource(data)
+    meta = await relay(dropbox, data, source=source, progress=progress, **SESSION)
+    assert_landed(dropbox, meta, data)
+    return source.opens
 
 
 def assert_landed(dropbox: Dropbox, meta: FileMetadata, data: bytes) -> None:
@@ -281,10 +303,7 @@ async def test_expired_session_starts_over(dropbox: Dropbox) -> None:
         offset=4 * MiB,
         block_digests=[hashlib.sha256(data[:BLOCK_SIZE]).hexdigest()],
     )
-    source = BytesSource(data)
-    meta = await relay(dropbox, data, source=source, progress=progress, **SESSION)
-    assert_landed(dropbox, meta, data)
-    assert source.opens == [4 * MiB, 0]
+    assert await resumed(dropbox, data, progress) == [4 * MiB, 0]
     assert progress.offset == 8 * MiB  # the new session's progress
 
 
@@ -293,17 +312,8 @@ async def test_resume_from_an_unaligned_offset_rehashes_from_the_block_before(
 ) -> None:
     """Progress off the 4 MiB grid (Dropbox reported such an offset) still hashes right."""
     data = os.urandom(9 * MiB)
-    client, token = dropbox.client, dropbox.access_token
-    session_id = await client.session_start(token, data[: 5 * MiB])
-    progress = UploadProgress(
-        session_id=session_id,
-        offset=5 * MiB,
-        block_digests=[hashlib.sha256(data[:BLOCK_SIZE]).hexdigest()],
-    )
-    source = BytesSource(data)
-    meta = await relay(dropbox, data, source=source, progress=progress, **SESSION)
-    assert_landed(dropbox, meta, data)
-    assert source.opens == [4 * MiB]
+    progress = await started(dropbox, data, sent=5 * MiB, offset=5 * MiB, blocks=1)
+    assert await resumed(dropbox, data, progress) == [4 * MiB]
 
 
 # ---------------------------------------------------------------------------------- retrying
@@ -449,33 +459,15 @@ async def test_incorrect_offset_from_a_lost_reply_is_recovered(dropbox: Dropbox)
 async def test_incorrect_offset_behind_us_resends(dropbox: Dropbox) -> None:
     """Saved progress claims more than Dropbox holds: send again from Dropbox's offset."""
     data = os.urandom(13 * MiB)
-    client, token = dropbox.client, dropbox.access_token
-    session_id = await client.session_start(token, data[: 4 * MiB])
-    progress = UploadProgress(
-        session_id=session_id,
-        offset=8 * MiB,
-        block_digests=[hashlib.sha256(data[i : i + BLOCK_SIZE]).hexdigest() for i in (0, 4 * MiB)],
-    )
-    source = BytesSource(data)
-    meta = await relay(dropbox, data, source=source, progress=progress, **SESSION)
-    assert_landed(dropbox, meta, data)
-    assert source.opens == [8 * MiB, 4 * MiB]
+    progress = await started(dropbox, data, sent=4 * MiB, offset=8 * MiB, blocks=2)
+    assert await resumed(dropbox, data, progress) == [8 * MiB, 4 * MiB]
 
 
 async def test_incorrect_offset_on_finish(dropbox: Dropbox) -> None:
     """Dropbox holds part of what we were about to finish with (progress saved late)."""
     data = os.urandom(6 * MiB)
-    client, token = dropbox.client, dropbox.access_token
-    session_id = await client.session_start(token, data[: 5 * MiB])
-    progress = UploadProgress(
-        session_id=session_id,
-        offset=4 * MiB,
-        block_digests=[hashlib.sha256(data[:BLOCK_SIZE]).hexdigest()],
-    )
-    source = BytesSource(data)
-    meta = await relay(dropbox, data, source=source, progress=progress, **SESSION)
-    assert_landed(dropbox, meta, data)
-    assert source.opens == [4 * MiB]
+    progress = await started(dropbox, data, sent=5 * MiB, offset=4 * MiB, blocks=1)
+    assert await resumed(dropbox, data, progress) == [4 * MiB]
     assert dropbox.standin.calls[FINISH] == 2
 
 
@@ -485,9 +477,8 @@ async def test_incorrect_offset_on_finish(dropbox: Dropbox) -> None:
 async def test_whole_file_hash_is_checked(dropbox: Dropbox) -> None:
     """Saved digests that do not match what Dropbox holds: the stored file's hash is not ours."""
     data = os.urandom(9 * MiB)
-    client, token = dropbox.client, dropbox.access_token
-    session_id = await client.session_start(token, data[: 4 * MiB])
-    progress = UploadProgress(session_id=session_id, offset=4 * MiB, block_digests=["ab" * 32])
+    progress = await started(dropbox, data, sent=4 * MiB, offset=4 * MiB, blocks=0)
+    progress.block_digests = ["ab" * 32]
     with pytest.raises(ContentHashMismatch, match="content_hash"):
         await relay(dropbox, data, progress=progress, **SESSION)
 
@@ -495,7 +486,7 @@ async def test_whole_file_hash_is_checked(dropbox: Dropbox) -> None:
 async def test_returned_metadata_is_checked(dropbox: Dropbox) -> None:
     """Metadata that does not describe what we sent is refused (a provider that misbehaves)."""
 
-    class LyingClient(DropboxClient):
+    class Liar(DropboxDestination):
         async def upload(
             self, access_token: str, path: str, data: bytes, *, content_hash: str
         ) -> FileMetadata:
@@ -504,7 +495,7 @@ async def test_returned_metadata_is_checked(dropbox: Dropbox) -> None:
                 meta.name, meta.path_display, meta.id, meta.size + 1, meta.content_hash, meta.rev
             )
 
-    liar = LyingClient(dropbox.session, dropbox.base_url, dropbox.base_url)
+    liar = Liar(dropbox.session, dropbox.base_url, dropbox.base_url)
     with pytest.raises(ContentHashMismatch, match="bytes"):
         await relay_upload(liar, Tokens(dropbox), BytesSource(b"third"), "/t", sleep=Sleeps())
 

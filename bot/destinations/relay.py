@@ -1,18 +1,19 @@
-"""Relay a file of unknown size into Dropbox: resumable, retrying, memory-bounded.
+"""Relay a file of unknown size into a file destination: resumable, retrying, memory-bounded.
 
-:func:`relay_upload` reads a :class:`ByteSource` once, front to back, and writes it with
-:class:`~bot.providers.dropbox.DropboxClient`:
+:func:`relay_upload` reads a :class:`ByteSource` once, front to back, and writes it through a
+:class:`~bot.destinations.base.FileDestination` (Dropbox: :mod:`bot.destinations.dropbox`):
 
 * It reads up to ``single_upload_limit + 1`` bytes. A file that ends within the limit goes up in
-  one ``/2/files/upload`` request, retried as a unit.
-* Anything larger goes through a sequential upload session. ``start`` carries the first chunk,
-  every ``append`` carries exactly ``chunk_size`` bytes (a multiple of 4 MiB), and ``finish``
-  carries the rest (possibly nothing). Each call sends the ``content_hash`` of its own bytes
-  (that is what Dropbox checks on upload-session calls); the hash of the whole file is computed
-  on the way and compared with the one in the returned metadata. At most one chunk (plus what
-  is already buffered from the first read and one source piece) is in memory.
-* After every committed chunk, :class:`UploadProgress` (session id, offset, and the SHA-256 of
-  each 4 MiB block before the offset) is updated and handed to ``save_progress``. A new process
+  one ``upload`` request (Dropbox ``/2/files/upload``), retried as a unit.
+* Anything larger goes through an upload session. ``start`` carries the first chunk, every
+  ``append`` carries exactly ``chunk_size`` bytes (a multiple of the destination's
+  ``block_size``: 4 MiB for Dropbox), and ``finish`` carries the rest (possibly nothing). Each
+  call sends the content hash of its own bytes (that is what Dropbox checks on upload-session
+  calls); the hash of the whole file is computed on the way and compared with the one in the
+  returned metadata. At most one chunk (plus what is already buffered from the first read and
+  one source piece) is in memory.
+* After every committed chunk, :class:`UploadProgress` (session id, offset, and the digest of
+  each block before the offset) is updated and handed to ``save_progress``. A new process
   passes the saved progress back in: the source is re-opened at the offset, hashing resumes from
   the block digests, and the same session continues.
 
@@ -22,20 +23,24 @@ Retries, per request:
   request again; an expiry straight after a refresh is raised.
 * :class:`~bot.errors.RateLimited`: wait ``retry_after`` (capped at
   ``RetryPolicy.max_retry_after``) and retry. These waits do not use up the 5xx attempts; they
-  have their own budget of ``2 * max_attempts`` per request, since a 429 is Dropbox telling us
-  exactly when to come back rather than a sign that something is broken.
+  have their own budget of ``2 * max_attempts`` per request, since a 429 is the service telling
+  us exactly when to come back rather than a sign that something is broken.
 * :class:`~bot.errors.ServerError` (5xx, lost connection, timeout): exponential backoff with full
-  jitter, at most ``max_attempts`` attempts, then the last error is raised.
-* :class:`~bot.errors.IncorrectOffset`: Dropbox holds ``correct_offset`` bytes of the session
-  (typically a chunk whose reply was lost did arrive). The relay moves to that offset, keeping
-  the hash right: from the chunk still in memory when it can, otherwise by re-opening the source
-  at the last 4 MiB boundary it has a digest for and re-hashing up to ``correct_offset``.
-* A session Dropbox no longer knows (``not_found``, e.g. expired after 7 days, or ``closed``):
-  start over with a new session from offset 0.
+  jitter (:func:`bot.retry.backoff`), at most ``max_attempts`` attempts, then the last error is
+  raised.
+* :class:`~bot.errors.IncorrectOffset`: the destination holds ``correct_offset`` bytes of the
+  session (typically a chunk whose reply was lost did arrive). The relay moves to that offset,
+  keeping the hash right: from the chunk still in memory when it can, otherwise by re-opening
+  the source at the last block boundary it has a digest for and re-hashing up to
+  ``correct_offset``.
+* A session the destination no longer knows (``FileDestination.session_gone``; Dropbox:
+  ``not_found``, e.g. expired after 7 days, or ``closed``): start over with a new session from
+  offset 0.
 * Anything else (``InvalidToken``, ``ApiError``, ``ContentHashMismatch``, ``SourceError``,
   ``FileTooLarge``) is raised.
 
-The metadata Dropbox returns is checked: its ``content_hash`` and ``size`` must be ours, else
+The metadata the destination returns is checked: its ``content_hash`` and ``size`` must be ours,
+else
 :class:`~bot.errors.ContentHashMismatch`.
 """
 
@@ -43,13 +48,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, TypeVar
 
+from bot.destinations.base import ContentHasher, FileDestination, FileMetadata
 from bot.errors import (
     ApiError,
     ContentHashMismatch,
@@ -60,8 +65,7 @@ from bot.errors import (
     SourceError,
     TokenExpired,
 )
-from bot.providers.dropbox import DropboxClient, FileMetadata
-from bot.providers.dropbox_wire import BLOCK_SIZE, ContentHasher, content_hash
+from bot.retry import backoff
 
 __all__ = [
     "ByteSource",
@@ -111,9 +115,9 @@ class UploadProgress:
     """Where an upload session stands; stored (``to_dict``) so another process can resume it."""
 
     session_id: str | None = None
-    #: Bytes Dropbox has committed in the session.
+    #: Bytes the destination has committed in the session.
     offset: int = 0
-    #: Hex SHA-256 of each complete 4 MiB block before ``offset``.
+    #: Hex digest of each complete block before ``offset`` (Dropbox: SHA-256 of 4 MiB).
     block_digests: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -148,12 +152,11 @@ class RetryPolicy:
 
     def backoff(self, attempt: int) -> float:
         """Delay before retry number ``attempt + 1``: exponential with full jitter."""
-        ceiling = min(self.max_delay, self.base_delay * 2 ** min(attempt, 62))
-        return random.uniform(0, ceiling)  # jitter, not cryptography
+        return backoff(attempt, base=self.base_delay, cap=self.max_delay, jitter=1.0)
 
 
 async def relay_upload(
-    client: DropboxClient,
+    destination: FileDestination,
     tokens: TokenSource,
     source: ByteSource,
     path: str,
@@ -173,14 +176,15 @@ async def relay_upload(
     ``save_progress``; pass a saved one back to resume its session. ``on_bytes`` gets the total
     bytes committed so far. ``max_bytes`` is enforced while reading, before more is sent.
     """
-    if chunk_size <= 0 or chunk_size % BLOCK_SIZE:
-        raise ValueError(f"chunk_size must be a positive multiple of {BLOCK_SIZE}")
+    block = destination.block_size
+    if chunk_size <= 0 or chunk_size % block:
+        raise ValueError(f"chunk_size must be a positive multiple of {block}")
     if single_upload_limit < 0:
         raise ValueError("single_upload_limit must not be negative")
     if policy.max_attempts < 1:
         raise ValueError("policy.max_attempts must be at least 1")
     relay = _Relay(
-        client=client,
+        destination=destination,
         tokens=tokens,
         source=source,
         path=path,
@@ -264,12 +268,12 @@ class _Reader:
                 return True
         return False
 
-    async def hash_through(self, n: int, hasher: ContentHasher) -> None:
-        """Read ``n`` bytes into ``hasher`` without keeping them."""
+    async def hash_through(self, n: int, hasher: ContentHasher, title: str) -> None:
+        """Read ``n`` bytes into ``hasher`` without keeping them (``title`` holds them)."""
         while n > 0:
             if not self._pending and not await self._fetch():
                 raise SourceError(
-                    "the file ended before the offset Dropbox reports; did it change?"
+                    f"the file ended before the offset {title} reports; did it change?"
                 )
             for view in self._take(min(n, len(self._pending[0]))):
                 hasher.update(view)
@@ -284,52 +288,36 @@ class _Reader:
 
 
 class _SessionGone(Exception):
-    """The upload session is unknown to Dropbox (expired or closed): start over."""
+    """The destination no longer knows the upload session (expired, closed): start over."""
 
     def __init__(self, error: ApiError) -> None:
         self.error = error
         super().__init__(str(error))
 
 
-def _session_gone(error: ApiError) -> bool:
-    parts = error.summary.split("/")
-    return error.status == 409 and bool(
-        {"not_found", "closed"} & {part.strip(".") for part in parts[:2]}
-    )
-
-
+@dataclass(eq=False)
 class _Relay:
-    def __init__(
-        self,
-        *,
-        client: DropboxClient,
-        tokens: TokenSource,
-        source: ByteSource,
-        path: str,
-        progress: UploadProgress,
-        save_progress: Callable[[UploadProgress], Awaitable[None]] | None,
-        on_bytes: Callable[[int], None] | None,
-        max_bytes: int | None,
-        policy: RetryPolicy,
-        chunk_size: int,
-        single_upload_limit: int,
-        sleep: Callable[[float], Awaitable[None]],
-    ) -> None:
-        self._client = client
-        self._tokens = tokens
-        self._source = source
-        self._path = path
-        self._progress = progress
-        self._save_progress = save_progress
-        self._on_bytes = on_bytes
-        self._max_bytes = max_bytes
-        self._policy = policy
-        self._chunk_size = chunk_size
-        self._single_upload_limit = single_upload_limit
-        self._sleep = sleep
-        self._stack = AsyncExitStack()
-        self._reader: _Reader | None = None
-        self._hasher = ContentHasher()
+    """One upload: what :func:`relay_upload` was given, and where the upload stands."""
+
+    destination: FileDestination
+    tokens: TokenSource
+    source: ByteSource
+    path: str
+    progress: UploadProgress
+    save_progress: Callable[[UploadProgress], Awaitable[None]] | None
+    on_bytes: Callable[[int], None] | None
+    max_bytes: int | None
+    policy: RetryPolicy
+    chunk_size: int
+    single_upload_limit: int
+    sleep: Callable[[float], Awaitable[None]]
+    _stack: AsyncExitStack = field(default_factory=AsyncExitStack, init=False)
+    _reader: _Reader | None = field(default=None, init=False)
+    #: The whole file's hash, up to ``progress.offset`` (or what is being tried beyond it).
+    _hasher: ContentHasher = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._hasher = self.destination.hasher()
 
     async def close(self) -> None:
         self._reader = None
@@ -338,32 +326,32 @@ class _Relay:
     async def _open(self, offset: int) -> _Reader:
         await self.close()
         self._stack = AsyncExitStack()
-        pieces = await self._stack.enter_async_context(self._source.open(offset))
-        self._reader = _Reader(pieces, offset, self._max_bytes)
+        pieces = await self._stack.enter_async_context(self.source.open(offset))
+        self._reader = _Reader(pieces, offset, self.max_bytes)
         return self._reader
 
     async def run(self) -> FileMetadata:
-        if self._progress.session_id is not None:
+        if self.progress.session_id is not None:
             logger.info(
                 "resuming upload session at offset %s (%s blocks hashed)",
-                self._progress.offset,
-                len(self._progress.block_digests),
+                self.progress.offset,
+                len(self.progress.block_digests),
             )
-            await self._reposition(self._progress.offset)
+            await self._reposition(self.progress.offset)
             return await self._upload_session()
         reader = await self._open(0)
-        if await reader.peek_ends_within(self._single_upload_limit):
-            return await self._upload_single(await reader.read(self._single_upload_limit))
+        if await reader.peek_ends_within(self.single_upload_limit):
+            return await self._upload_single(await reader.read(self.single_upload_limit))
         return await self._upload_session()
 
     # -- single request ------------------------------------------------------------------------
 
     async def _upload_single(self, data: bytes) -> FileMetadata:
-        expected = content_hash(data)
-        path = self._path
+        expected = self._hash_of(data)
+        path = self.path
 
         def upload(token: str) -> Awaitable[FileMetadata]:
-            return self._client.upload(token, path, data, content_hash=expected)
+            return self.destination.upload(token, path, data, content_hash=expected)
 
         meta = await self._call("upload", upload)
         self._check(meta, expected, len(data))
@@ -387,16 +375,16 @@ class _Relay:
                     restarts,
                     _MAX_SESSION_RESTARTS,
                 )
-                self._progress.session_id = None
-                self._progress.offset = 0
-                self._progress.block_digests = []
-                self._hasher = ContentHasher()
+                self.progress.session_id = None
+                self.progress.offset = 0
+                self.progress.block_digests = []
+                self._hasher = self.destination.hasher()
                 await self._open(0)
                 await self._save()
 
     async def _session_pass(self) -> FileMetadata:
         """Send chunks from the current offset to the end; ``_SessionGone`` to start over."""
-        progress = self._progress
+        progress = self.progress
         corrections = 0
         while True:
             reader = self._reader
@@ -404,7 +392,7 @@ class _Relay:
             offset = progress.offset
             # Up to the next multiple of chunk_size: exactly chunk_size unless an offset
             # correction left us off the grid, in which case this re-aligns.
-            want = self._chunk_size - offset % self._chunk_size
+            want = self.chunk_size - offset % self.chunk_size
             chunk = await reader.read(want)
             last = len(chunk) < want
             try:
@@ -422,22 +410,22 @@ class _Relay:
 
     async def _append(self, offset: int, chunk: bytes) -> None:
         """Send ``chunk`` at ``offset`` (starting the session if needed); hash it in on success."""
-        progress = self._progress
+        progress = self.progress
         session_id = progress.session_id
-        chunk_hasher = ContentHasher()
+        chunk_hasher = self.destination.hasher()
         chunk_hasher.update(chunk)
         chunk_hash = chunk_hasher.hexdigest()
         if session_id is None:
 
             def start(token: str) -> Awaitable[str]:
-                return self._client.session_start(token, chunk, content_hash=chunk_hash)
+                return self.destination.start(token, chunk, content_hash=chunk_hash)
 
             progress.session_id = await self._call("upload_session/start", start)
             logger.debug("started an upload session")
         else:
 
             def append(token: str) -> Awaitable[None]:
-                return self._client.session_append(
+                return self.destination.append(
                     token, session_id, offset, chunk, content_hash=chunk_hash
                 )
 
@@ -446,14 +434,15 @@ class _Relay:
 
     def _hash_in(self, chunk: bytes, chunk_hasher: ContentHasher) -> None:
         """Add a sent chunk to the whole file's hash, reusing its block digests when aligned."""
-        if self._hasher.size % BLOCK_SIZE == 0 and len(chunk) % BLOCK_SIZE == 0:
+        block = self.destination.block_size
+        if self._hasher.size % block == 0 and len(chunk) % block == 0:
             digests = self._hasher.block_digests() + chunk_hasher.block_digests()
-            self._hasher = ContentHasher.from_block_digests(digests)
+            self._hasher = self.destination.hasher(digests)
         else:
             self._hasher.update(chunk)
 
     async def _finish(self, offset: int, chunk: bytes) -> FileMetadata:
-        progress = self._progress
+        progress = self.progress
         if progress.session_id is None:
             # The whole file is shorter than one chunk (only with a tiny single_upload_limit).
             await self._append(0, b"")
@@ -462,14 +451,14 @@ class _Relay:
         whole = self._hasher.copy()  # self._hasher stays at `offset` in case of a correction
         whole.update(chunk)
         expected = whole.hexdigest()
-        # Dropbox checks the finish call's content_hash against the bytes of that call; the
-        # whole file's hash comes back in the metadata, checked below.
-        chunk_hash = content_hash(chunk)
+        # The destination checks the finish call's content_hash against the bytes of that call;
+        # the whole file's hash comes back in the metadata, checked below.
+        chunk_hash = self._hash_of(chunk)
         total = offset + len(chunk)
-        path = self._path
+        path = self.path
 
         def finish(token: str) -> Awaitable[FileMetadata]:
-            return self._client.session_finish(
+            return self.destination.finish(
                 token, session_id, offset, chunk, path=path, content_hash=chunk_hash
             )
 
@@ -479,15 +468,20 @@ class _Relay:
         return meta
 
     async def _commit(self, offset: int) -> None:
-        progress = self._progress
+        progress = self.progress
         progress.offset = offset
         progress.block_digests = self._hasher.block_digests()
         self._report(offset)
         await self._save()
 
     async def _correct(self, offset: int, chunk: bytes, target: int) -> None:
-        """Move to ``target``, the offset Dropbox holds, with the hash kept right."""
-        logger.warning("Dropbox holds %s bytes of the session, not %s; continuing", target, offset)
+        """Move to ``target``, the offset the destination holds, with the hash kept right."""
+        logger.warning(
+            "%s holds %s bytes of the session, not %s; continuing",
+            self.destination.title,
+            target,
+            offset,
+        )
         reader = self._reader
         assert reader is not None
         if offset < target <= offset + len(chunk):
@@ -506,12 +500,13 @@ class _Relay:
         Hashing resumes from the last saved block digest at or before ``target``; the bytes from
         there up to ``target`` are read again and hashed, not sent.
         """
-        progress = self._progress
-        blocks = min(len(progress.block_digests), target // BLOCK_SIZE)
-        start = blocks * BLOCK_SIZE
-        self._hasher = ContentHasher.from_block_digests(progress.block_digests[:blocks])
+        progress = self.progress
+        block = self.destination.block_size
+        blocks = min(len(progress.block_digests), target // block)
+        start = blocks * block
+        self._hasher = self.destination.hasher(progress.block_digests[:blocks])
         reader = await self._open(start)
-        await reader.hash_through(target - start, self._hasher)
+        await reader.hash_through(target - start, self._hasher, self.destination.title)
         progress.offset = target
         progress.block_digests = self._hasher.block_digests()
         self._report(target)
@@ -519,36 +514,42 @@ class _Relay:
     # -- plumbing ----------------------------------------------------------------------------------
 
     async def _save(self) -> None:
-        if self._save_progress is not None:
-            await self._save_progress(self._progress)
+        if self.save_progress is not None:
+            await self.save_progress(self.progress)
 
     def _report(self, committed: int) -> None:
-        if self._on_bytes is not None:
-            self._on_bytes(committed)
+        if self.on_bytes is not None:
+            self.on_bytes(committed)
+
+    def _hash_of(self, data: bytes) -> str:
+        hasher = self.destination.hasher()
+        hasher.update(data)
+        return hasher.hexdigest()
 
     def _check(self, meta: FileMetadata, expected: str, size: int) -> None:
+        title = self.destination.title
         if meta.content_hash != expected:
             raise ContentHashMismatch(
-                f"Dropbox stored content_hash {meta.content_hash}, expected {expected}"
+                f"{title} stored content_hash {meta.content_hash}, expected {expected}"
             )
         if meta.size != size:
-            raise ContentHashMismatch(f"Dropbox stored {meta.size} bytes, expected {size}")
+            raise ContentHashMismatch(f"{title} stored {meta.size} bytes, expected {size}")
 
     async def _call_in_session(self, what: str, op: Callable[[str], Awaitable[T]]) -> T:
         try:
             return await self._call(what, op)
         except ApiError as exc:
-            if _session_gone(exc):
+            if self.destination.session_gone(exc):
                 raise _SessionGone(exc) from exc
             raise
 
     async def _call(self, what: str, op: Callable[[str], Awaitable[T]]) -> T:
         """One request with the retry rules of the module doc."""
-        policy = self._policy
+        policy = self.policy
         server_attempts = 0
         rate_limited = 0
         just_refreshed = False
-        token = await self._tokens.access_token()
+        token = await self.tokens.access_token()
         while True:
             try:
                 return await op(token)
@@ -556,7 +557,7 @@ class _Relay:
                 if just_refreshed:
                     raise
                 logger.info("%s: access token expired; refreshing", what)
-                token = await self._tokens.refreshed_token(token)
+                token = await self.tokens.refreshed_token(token)
                 just_refreshed = True
                 continue
             except RateLimited as exc:
@@ -579,4 +580,4 @@ class _Relay:
                     delay,
                 )
             just_refreshed = False
-            await self._sleep(delay)
+            await self.sleep(delay)

@@ -1,17 +1,19 @@
-"""Dropbox wire-format helpers shared by the client and the local stand-in.
+"""Dropbox wire-format helpers shared by the destination and the local stand-in.
 
 * :class:`ContentHasher` / :func:`content_hash` compute Dropbox's ``content_hash``: SHA-256 of
   the concatenated SHA-256 digests of every 4 MiB block.
 * :func:`encode_api_arg` renders the JSON carried by the ``Dropbox-API-Arg`` header (pure ASCII,
   0x7F escaped too).
-* :func:`error_from_response` maps a Dropbox error response onto :mod:`bot.errors`.
+* :func:`session_gone` tells an upload session Dropbox no longer knows (expired, closed).
+* :func:`error_from_response` maps a Dropbox error response onto :mod:`bot.errors` (a 429's wait
+  through :func:`bot.retry.retry_after`: the header, else the body's ``retry_after``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bot.errors import (
@@ -24,18 +26,18 @@ from bot.errors import (
     ServerError,
     TokenExpired,
 )
+from bot.retry import retry_after
 
 __all__ = [
     "BLOCK_SIZE",
-    "DEFAULT_RETRY_AFTER",
     "ContentHasher",
     "content_hash",
     "encode_api_arg",
     "error_from_response",
+    "session_gone",
 ]
 
 BLOCK_SIZE = 4 * 1024 * 1024
-DEFAULT_RETRY_AFTER = 5.0
 
 
 class ContentHasher:
@@ -54,7 +56,7 @@ class ContentHasher:
         self._block_len = 0
 
     @classmethod
-    def from_block_digests(cls, digests: list[str]) -> ContentHasher:
+    def from_block_digests(cls, digests: Sequence[str]) -> ContentHasher:
         hasher = cls()
         for digest in digests:
             raw = bytes.fromhex(digest)
@@ -129,37 +131,10 @@ def _tag(value: object) -> str:
     return ""
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is not None:
-        return value
-    lowered = name.lower()
-    for key, val in headers.items():
-        if key.lower() == lowered:
-            return val
-    return None
-
-
-def _retry_after(headers: Mapping[str, str], parsed: dict[str, Any] | None) -> float:
-    header = _header(headers, "Retry-After")
-    if header is not None:
-        try:
-            value = float(header.strip())
-        except ValueError:
-            value = -1.0
-        if value >= 0:
-            return value
-    if parsed is not None:
-        error = parsed.get("error")
-        if isinstance(error, dict):
-            body_value = error.get("retry_after")
-            if (
-                isinstance(body_value, int | float)
-                and not isinstance(body_value, bool)
-                and body_value >= 0
-            ):
-                return float(body_value)
-    return DEFAULT_RETRY_AFTER
+def _body_retry_after(parsed: dict[str, Any] | None) -> object:
+    """``error.retry_after`` of a 429 body (``too_many_write_operations``), if there is one."""
+    error = parsed.get("error") if parsed is not None else None
+    return error.get("retry_after") if isinstance(error, dict) else None
 
 
 def _summary_matches(summary: str, prefix: str) -> bool:
@@ -206,7 +181,8 @@ def error_from_response(status: int, headers: Mapping[str, str], body: bytes) ->
             return TokenExpired("the access token has expired")
         return InvalidToken(f"Dropbox rejected the access token ({summary or 'unauthorized'})")
     if status == 429:
-        return RateLimited(_retry_after(headers, parsed), message=summary or "too_many_requests")
+        wait = retry_after(headers, body_seconds=_body_retry_after(parsed))
+        return RateLimited(wait, message=summary or "too_many_requests")
     if status >= 500:
         return ServerError(f"Dropbox server error {status}", status=status)
     if status == 409:
@@ -225,3 +201,11 @@ def error_from_response(status: int, headers: Mapping[str, str], body: bytes) ->
         text = _short_text(body)
         message = f"Dropbox API error {status}" + (f": {text}" if text else "")
     return ApiError(message, status=status, summary=summary)
+
+
+def session_gone(error: ApiError) -> bool:
+    """A 409 ``not_found`` (the session expired after 7 days) or ``closed``: start a new one."""
+    parts = error.summary.split("/")
+    return error.status == 409 and bool(
+        {"not_found", "closed"} & {part.strip(".") for part in parts[:2]}
+    )

@@ -1,12 +1,17 @@
-"""A thin async client for the Dropbox HTTP API v2 (the calls cliqbot makes).
+"""Dropbox as a file destination, and Dropbox's own ways in OAuth (HTTP API v2).
 
-Each method is one HTTP request and nothing more: no retries, no refreshes. Retrying, refreshing
-and resuming belong to :mod:`bot.providers.relay`, which knows what is safe to repeat.
+:class:`DropboxDestination` implements :class:`~bot.destinations.base.FileDestination`: each
+method is one HTTP request and nothing more (no retries, no refreshes: those belong to
+:mod:`bot.destinations.relay`, which knows what is safe to repeat). :class:`DropboxHooks` are
+the :class:`~bot.providers.oauth2.OAuthHooks` of service kind ``dropbox``: revocation through
+``/2/auth/token/revoke`` and the account from ``/2/users/get_current_account``, both through a
+:class:`DropboxDestination`, so each call is written once.
 
 Errors are translated at this boundary:
 
-* every non-2xx response goes through :func:`~bot.providers.dropbox_wire.error_from_response`
-  (``TokenExpired``, ``InvalidToken``, ``RateLimited``, ``ServerError``, ``IncorrectOffset``,
+* every non-2xx response goes through
+  :func:`~bot.destinations.dropbox_wire.error_from_response` (``TokenExpired``,
+  ``InvalidToken``, ``RateLimited``, ``ServerError``, ``IncorrectOffset``,
   ``ContentHashMismatch``, ``ApiError``);
 * a lost connection, a timeout or an unreadable 2xx body becomes :class:`~bot.errors.ServerError`.
 
@@ -19,21 +24,42 @@ from __future__ import annotations
 import io
 import json
 import logging
-from dataclasses import dataclass
-from typing import Any, Final
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Final
 
 import aiohttp
 
-from bot.errors import ApiError, ServerError
-from bot.providers.dropbox_wire import encode_api_arg, error_from_response
+from bot.destinations.base import FileMetadata
+from bot.destinations.dropbox_wire import (
+    BLOCK_SIZE,
+    ContentHasher,
+    encode_api_arg,
+    error_from_response,
+    session_gone,
+)
+from bot.errors import ApiError, InvalidGrant, InvalidToken, ServerError, TokenExpired
+from bot.providers.oauth2 import Account
 
-__all__ = ["DEFAULT_TIMEOUT", "DropboxAccount", "DropboxClient", "FileMetadata"]
+if TYPE_CHECKING:
+    from bot.providers.oauth2 import OAuth2Client, OAuth2Service
+
+__all__ = [
+    "DEFAULT_API_URL",
+    "DEFAULT_CONTENT_URL",
+    "DEFAULT_TIMEOUT",
+    "DropboxDestination",
+    "DropboxHooks",
+]
 
 logger = logging.getLogger(__name__)
 
-#: No overall deadline (a large chunk on a slow link may take a while), but a stalled connection
-#: or a silent server is given up on.
+DEFAULT_API_URL: Final = "https://api.dropboxapi.com"
+DEFAULT_CONTENT_URL: Final = "https://content.dropboxapi.com"
+#: Uploads: no overall deadline (a large chunk on a slow link may take a while), but a stalled
+#: connection or a silent server is given up on.
 DEFAULT_TIMEOUT: Final = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=300)
+#: Calls on the RPC host (the account, revoking) are small: 30 s in all, as for the OAuth calls.
+RPC_TIMEOUT: Final = aiohttp.ClientTimeout(total=30)
 
 _UPLOAD_MODE: Final[dict[str, Any]] = {
     "mode": "add",
@@ -41,70 +67,79 @@ _UPLOAD_MODE: Final[dict[str, Any]] = {
     "mute": False,
     "strict_conflict": False,
 }
+#: FileMetadata's fields in order, with the JSON type each must have.
+_METADATA_FIELDS: Final = (
+    ("name", str),
+    ("path_display", str),
+    ("id", str),
+    ("size", int),
+    ("content_hash", str),
+    ("rev", str),
+)
 
 
-@dataclass(frozen=True)
-class DropboxAccount:
-    account_id: str
-    email: str
-    display_name: str
-
-
-@dataclass(frozen=True)
-class FileMetadata:
-    name: str
-    path_display: str
-    id: str
-    size: int
-    content_hash: str
-    rev: str
-
-
-class DropboxClient:
+class DropboxDestination:
     """Calls the RPC host (``api_url``) and the content host (``content_url``).
 
-    ``session`` is the application's one shared :class:`aiohttp.ClientSession`; the client never
-    closes it.
+    ``session`` is the application's one shared :class:`aiohttp.ClientSession`; the destination
+    never closes it. ``timeout``, when given, is used for every call; by default uploads get
+    :data:`DEFAULT_TIMEOUT` and RPC calls :data:`RPC_TIMEOUT`.
     """
 
     def __init__(
         self,
         session: aiohttp.ClientSession,
-        api_url: str,
-        content_url: str,
+        api_url: str = DEFAULT_API_URL,
+        content_url: str = DEFAULT_CONTENT_URL,
         *,
         timeout: aiohttp.ClientTimeout | None = None,
     ) -> None:
         self._session = session
         self._api_url = api_url.rstrip("/")
         self._content_url = content_url.rstrip("/")
-        self._timeout = timeout if timeout is not None else DEFAULT_TIMEOUT
+        self._rpc_timeout = timeout if timeout is not None else RPC_TIMEOUT
+        self._content_timeout = timeout if timeout is not None else DEFAULT_TIMEOUT
+
+    @property
+    def title(self) -> str:
+        return "Dropbox"
+
+    @property
+    def block_size(self) -> int:
+        return BLOCK_SIZE
+
+    def hasher(self, block_digests: Sequence[str] = ()) -> ContentHasher:
+        """Dropbox's ``content_hash``, resumed after ``block_digests`` 4 MiB blocks."""
+        return ContentHasher.from_block_digests(block_digests)
+
+    def session_gone(self, error: ApiError) -> bool:
+        return session_gone(error)
 
     # -- RPC host ---------------------------------------------------------------------------
 
-    async def get_current_account(self, access_token: str) -> DropboxAccount:
+    async def account(self, access_token: str) -> Account:
+        """``/2/users/get_current_account`` (scope ``account_info.read``); "" where it is silent."""
+        endpoint = "/2/users/get_current_account"
         result = await self._request(
             self._api_url,
-            "/2/users/get_current_account",
+            endpoint,
             access_token,
+            self._rpc_timeout,
             data=b"null",
             content_type="application/json",
         )
-        body = _as_dict(result, "/2/users/get_current_account")
+        body = _as_dict(result, endpoint)
         name = body.get("name")
         display_name = name.get("display_name") if isinstance(name, dict) else None
-        account_id = body.get("account_id")
-        email = body.get("email")
-        if not isinstance(account_id, str) or not isinstance(email, str):
-            raise ApiError("Dropbox returned an account without account_id or email", status=200)
-        return DropboxAccount(
-            account_id=account_id,
-            email=email,
-            display_name=display_name if isinstance(display_name, str) else email,
+        return Account(
+            id=_text(body.get("account_id")),
+            email=_text(body.get("email")),
+            name=_text(display_name),
         )
 
     async def revoke(self, access_token: str) -> None:
-        await self._request(self._api_url, "/2/auth/token/revoke", access_token)
+        """``/2/auth/token/revoke``: the access token and its refresh token die."""
+        await self._request(self._api_url, "/2/auth/token/revoke", access_token, self._rpc_timeout)
 
     # -- content host -------------------------------------------------------------------------
 
@@ -116,7 +151,7 @@ class DropboxClient:
         result = await self._content("/2/files/upload", access_token, arg, data)
         return _file_metadata(result, "/2/files/upload")
 
-    async def session_start(
+    async def start(
         self, access_token: str, data: bytes, *, content_hash: str | None = None
     ) -> str:
         """Start a *sequential* upload session carrying the first chunk; returns its id.
@@ -139,7 +174,7 @@ class DropboxClient:
             raise ApiError("Dropbox started an upload session without an id", status=200)
         return session_id
 
-    async def session_append(
+    async def append(
         self,
         access_token: str,
         session_id: str,
@@ -157,7 +192,7 @@ class DropboxClient:
             arg["content_hash"] = content_hash
         await self._content("/2/files/upload_session/append_v2", access_token, arg, data)
 
-    async def session_finish(
+    async def finish(
         self,
         access_token: str,
         session_id: str,
@@ -190,6 +225,7 @@ class DropboxClient:
             self._content_url,
             endpoint,
             access_token,
+            self._content_timeout,
             # BytesIO, not bytes: aiohttp then writes the body in pieces, yielding to the loop
             # (and warns about raw bytes over 1 MiB). It shares the buffer; nothing is copied.
             data=io.BytesIO(data),
@@ -202,6 +238,7 @@ class DropboxClient:
         base_url: str,
         endpoint: str,
         access_token: str,
+        timeout: aiohttp.ClientTimeout,
         *,
         data: bytes | io.BytesIO | None = None,
         content_type: str | None = None,
@@ -214,7 +251,7 @@ class DropboxClient:
             headers["Dropbox-API-Arg"] = api_arg
         try:
             async with self._session.post(
-                base_url + endpoint, data=data, headers=headers, timeout=self._timeout
+                base_url + endpoint, data=data, headers=headers, timeout=timeout
             ) as resp:
                 body = await resp.read()
                 status = resp.status
@@ -233,38 +270,95 @@ class DropboxClient:
             raise ServerError(f"{endpoint}: unreadable response body", status=status) from exc
 
 
+class DropboxHooks:
+    """The OAuth hooks of service kind ``dropbox`` (CONTRACT §8).
+
+    The service's ``api_url`` names the RPC host (the catalogue sets it from
+    ``DROPBOX_API_URL``); the calls go through a :class:`DropboxDestination` on the OAuth
+    client's session, with its timeout.
+    """
+
+    @property
+    def required_scopes(self) -> tuple[str, ...]:
+        """The account lookup behind "Connected as ..." and the uploads need these."""
+        return ("account_info.read", "files.content.write")
+
+    async def fetch_account(
+        self, oauth: OAuth2Client, service: OAuth2Service, access_token: str
+    ) -> Account:
+        return await _rpc(oauth, service).account(access_token)
+
+    async def revoke(
+        self,
+        oauth: OAuth2Client,
+        service: OAuth2Service,
+        *,
+        access_token: str | None,
+        refresh_token: str | None,
+    ) -> None:
+        """Revoke with the access token as Bearer, which also kills the refresh token.
+
+        With only a refresh token, or an access token that has expired, one is refreshed
+        first. A token Dropbox no longer knows is what revoking wanted.
+        """
+        if access_token is None:
+            access_token = await _access_for_revoke(oauth, service, refresh_token)
+            if access_token is None:
+                return
+        try:
+            await _rpc(oauth, service).revoke(access_token)
+        except TokenExpired:
+            fresh = await _access_for_revoke(oauth, service, refresh_token)
+            if fresh is None:
+                # Without a refresh token there is nothing left to revoke with; the grant ends
+                # when Dropbox drops it.
+                logger.info("service %s: the access token expired before revoking", service.name)
+                return
+            await self.revoke(oauth, service, access_token=fresh, refresh_token=None)
+        except InvalidToken:
+            return  # the token is dead already: what revoking wanted
+
+
+def _rpc(oauth: OAuth2Client, service: OAuth2Service) -> DropboxDestination:
+    return DropboxDestination(
+        oauth.session, service.api_url or DEFAULT_API_URL, timeout=oauth.timeout
+    )
+
+
+async def _access_for_revoke(
+    oauth: OAuth2Client, service: OAuth2Service, refresh_token: str | None
+) -> str | None:
+    """An access token to revoke with, or ``None`` if the grant is gone already."""
+    if refresh_token is None:
+        return None
+    try:
+        tokens = await oauth.refresh(service, refresh_token)
+    except InvalidGrant:
+        return None
+    return tokens.access_token.reveal()
+
+
 def _as_dict(result: object, endpoint: str) -> dict[str, Any]:
     if not isinstance(result, dict):
         raise ApiError(f"{endpoint}: unexpected response shape", status=200)
     return result
 
 
+def _text(value: object) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value if isinstance(value, str) else ""
+
+
 def _file_metadata(result: object, endpoint: str) -> FileMetadata:
     body = _as_dict(result, endpoint)
-    try:
-        name = body["name"]
-        path_display = body["path_display"]
-        file_id = body["id"]
-        size = body["size"]
-        content_hash = body["content_hash"]
-        rev = body["rev"]
-    except KeyError as exc:
-        raise ApiError(f"{endpoint}: file metadata without {exc.args[0]!r}", status=200) from exc
-    if not (
-        isinstance(name, str)
-        and isinstance(path_display, str)
-        and isinstance(file_id, str)
-        and isinstance(size, int)
-        and not isinstance(size, bool)
-        and isinstance(content_hash, str)
-        and isinstance(rev, str)
+    for key, _ in _METADATA_FIELDS:
+        if key not in body:
+            raise ApiError(f"{endpoint}: file metadata without {key!r}", status=200)
+    values = [body[key] for key, _ in _METADATA_FIELDS]
+    if not all(
+        isinstance(value, kind) and not isinstance(value, bool)
+        for value, (_, kind) in zip(values, _METADATA_FIELDS, strict=True)
     ):
         raise ApiError(f"{endpoint}: file metadata of the wrong shape", status=200)
-    return FileMetadata(
-        name=name,
-        path_display=path_display,
-        id=file_id,
-        size=size,
-        content_hash=content_hash,
-        rev=rev,
-    )
+    return FileMetadata(*values)

@@ -1,4 +1,4 @@
-"""Fixtures for the Dropbox client and relay tests: the local stand-in over real HTTP."""
+"""Fixtures for the Dropbox destination and relay tests: the local stand-in over real HTTP."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.providers.dropbox import DropboxClient
+from bot.destinations.dropbox import DropboxDestination
 from bot.sandbox.dropbox_standin import DropboxStandin
 
 APP_KEY = "test-app-key"
@@ -24,7 +24,7 @@ class Dropbox:
     standin: DropboxStandin
     base_url: str
     session: aiohttp.ClientSession
-    client: DropboxClient
+    destination: DropboxDestination
     access_token: str
     refresh_token: str
 
@@ -38,5 +38,5 @@ async def dropbox(
     base_url = str(server.make_url("")).rstrip("/")
     access, refresh = standin.issue_tokens(APP_KEY, EMAIL, SCOPES)
     async with aiohttp.ClientSession() as session:
-        client = DropboxClient(session, base_url, base_url)
-        yield Dropbox(standin, base_url, session, client, access, refresh)
+        destination = DropboxDestination(session, base_url, base_url)
+        yield Dropbox(standin, base_url, session, destination, access, refresh)
