@@ -7,6 +7,11 @@ Token safety rules kept here (where bolt-python, Bot Framework and Nango have sl
 - one refresh per authorization at a time across every process: a lease in MongoDB, and the
   record is re-read after taking it, so a token another process just refreshed is reused;
 - a rotated refresh token is kept; ``invalid_grant`` marks the authorization ``disconnected``;
+- a token is refreshed ahead of expiry by a margin that fits its lifetime (120 s, or a tenth of
+  a shorter lifetime), so a 60 s token is not refreshed on every use;
+- a grant without a refresh token is accepted: the user is told when to renew it, it is used
+  until it expires, and then it is ``disconnected`` without any refresh attempt;
+- a callback ``error=`` other than ``access_denied`` is the provider's error, shown as such;
 - nothing secret is logged or put into an exception message.
 """
 
@@ -15,12 +20,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import html
 import logging
 import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from bot import durations
 from bot.cliq.events import CliqUser
@@ -68,7 +75,9 @@ log = logging.getLogger(__name__)
 
 LINKING_WINDOW = 300.0
 LINKING_TRIES = 5
-_REFRESH_MARGIN = 120.0
+_REFRESH_MARGIN = 120.0  # at most; a shorter-lived token gets a tenth of its lifetime
+_MARGIN_SHARE = 0.1
+_ERROR_LIMIT = 200  # characters of a provider's error description that are shown
 _LEASE_SECONDS = 30.0
 _LEASE_WAIT = 20.0
 
@@ -77,6 +86,43 @@ ConnectedHook = Callable[[str, str], Awaitable[None]]
 
 def _code_hash(code: str, link: str, user_id: str) -> str:
     return hashlib.sha256(f"{link}:{user_id}:{code}".encode()).hexdigest()
+
+
+def refresh_margin(lifetime: float | None) -> float:
+    """Seconds before expiry a token is refreshed (CONTRACT §8): 120, or a tenth of a shorter
+    lifetime (a 60 s token: 6 s). Unknown lifetime (records from before it was kept): 120."""
+    if lifetime is None:
+        return _REFRESH_MARGIN
+    return min(_REFRESH_MARGIN, _MARGIN_SHARE * lifetime)
+
+
+def _due(auth: Authorization, now: float) -> bool:
+    """The access token is within its refresh margin of expiring (or past it)."""
+    return auth.expires_at is not None and auth.expires_at - refresh_margin(auth.lifetime) < now
+
+
+def renewal_note(has_refresh_token: bool, expires_at: float | None) -> str:
+    """For a grant without a refresh token: when it must be renewed ("" if never needed)."""
+    if has_refresh_token or expires_at is None:
+        return ""
+    minutes = max(1, round((expires_at - time.time()) / 60))
+    span = durations.words(minutes * 60) if minutes < 120 else f"{round(minutes / 60)} hours"
+    at = datetime.fromtimestamp(expires_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        " The service gave no refresh token, so this connection must be renewed when its"
+        f" access token expires, in about {span} (at {at}): connect again then."
+    )
+
+
+def _shown(value: str, limit: int) -> str:
+    """A provider's text for people: one line, at most ``limit`` characters."""
+    flat = " ".join(value.split())
+    return flat if len(flat) <= limit else flat[:limit] + "..."
+
+
+def _chat_quoted(value: str) -> str:
+    """Provider text in a chat message: HTML-escaped, as inline code (no markup applies)."""
+    return "`" + html.escape(value.replace("`", "'"), quote=False) + "`"
 
 
 @dataclass(frozen=True)
@@ -159,11 +205,19 @@ class AccountService:
             scopes=requested_scopes(service, conn.scopes),
         )
 
-    async def complete(self, state: str, code: str, error: str) -> CallbackResult:
-        """The OAuth callback. Raises ``InvalidState`` before anything is exchanged or stored."""
+    async def complete(
+        self, state: str, code: str, error: str, description: str = ""
+    ) -> CallbackResult:
+        """The OAuth callback. Raises ``InvalidState`` before anything is exchanged or stored.
+
+        ``error=access_denied`` is the user's refusal; any other ``error`` (with its
+        ``error_description``) is the provider's error, shown as such (CONTRACT §8).
+        """
         pending, conn = await self._take_state(state)
-        if error:
+        if error == "access_denied":
             return await self._denied(conn, pending.user_id)
+        if error:
+            return await self._provider_refused(conn, pending.user_id, error, description)
         if not code:
             self._metrics.callbacks.inc(outcome="invalid_request")
             raise InvalidState("The sign-in answer has no code.")
@@ -190,11 +244,12 @@ class AccountService:
             conn, pending.user_id, pending.user_email, tokens, account.__dict__, status=CONNECTED
         )
         self._metrics.callbacks.inc(outcome="connected")
-        await self._connected(conn, pending.user_id, who)
+        renew = renewal_note(tokens.refresh_token is not None, tokens.expires_at)
+        await self._connected(conn, pending.user_id, who, renew)
         return CallbackResult(
             200,
             f"Connected as {who}",
-            f"Connected as {who}. You can close this page and go back to chat.",
+            f"Connected as {who}. You can close this page and go back to chat.{renew}",
         )
 
     async def _take_state(self, state: str) -> tuple[OAuthState, Connection]:
@@ -228,6 +283,30 @@ class AccountService:
             200, "Access not allowed", "You did not allow access. Nothing was connected."
         )
 
+    async def _provider_refused(
+        self, conn: Connection, user_id: str, error: str, description: str
+    ) -> CallbackResult:
+        """The provider sent the user back with an error of its own (not a refusal)."""
+        self._metrics.callbacks.inc(outcome="provider_error")
+        code, said = _shown(error, 64), _shown(description, _ERROR_LIMIT)
+        log.info("the provider of %s answered the sign-in with error %r", conn.link, code)
+        in_chat = _chat_quoted(code) + (f": {_chat_quoted(said)}" if said else "")
+        await self._notifier.notify(
+            [user_id],
+            text(
+                f"Connecting *{conn.name}* failed: the service answered with the error"
+                f" {in_chat}. Nothing was connected; files I kept for you stay kept. Say"
+                " `connect` to try again."
+            ),
+        )
+        return CallbackResult(
+            502,
+            "The service reported an error",
+            f"The service answered with the error {code}"
+            + (f": {said}" if said else "")
+            + ". Nothing was connected. Ask the bot for a new link and try again.",
+        )
+
     async def _hold_for_linking(
         self, conn: Connection, pending: OAuthState, tokens: TokenSet, account: Account, who: str
     ) -> CallbackResult:
@@ -248,10 +327,11 @@ class AccountService:
             },
         )
         self._metrics.callbacks.inc(outcome="pending")
+        renew = renewal_note(tokens.refresh_token is not None, tokens.expires_at)
         return CallbackResult(
             200,
             "One more step",
-            f"Signed in as {who}. Send this code to the bot in chat within"
+            f"Signed in as {who}.{renew} Send this code to the bot in chat within"
             f" {durations.words(LINKING_WINDOW)} to finish connecting:",
             code=code6,
         )
@@ -279,6 +359,7 @@ class AccountService:
             expires_at=tokens.expires_at,
             scope=tokens.scope,
             pending=pending,
+            lifetime=tokens.lifetime,
         )
 
     def _seal(
@@ -287,8 +368,8 @@ class AccountService:
         refresh = tokens.refresh_token.reveal() if tokens.refresh_token is not None else None
         return seal_tokens(self._vault, link, user_id, tokens.access_token.reveal(), refresh)
 
-    async def _connected(self, conn: Connection, user_id: str, who: str) -> None:
-        await self._notifier.notify([user_id], text(f"Connected as {who} to *{conn.name}*."))
+    async def _connected(self, conn: Connection, user_id: str, who: str, renew: str = "") -> None:
+        await self._notifier.notify([user_id], text(f"Connected as {who} to *{conn.name}*.{renew}"))
         for hook in self.on_connected:
             await hook(conn.link, user_id)
 
@@ -317,7 +398,8 @@ class AccountService:
             ):
                 who = auth.account_email or auth.account_name or "your account"
                 self._metrics.callbacks.inc(outcome="linked")
-                await self._connected(conn, user.id, who)
+                renew = renewal_note(auth.refresh is not None, auth.expires_at)
+                await self._connected(conn, user.id, who, renew)
                 return text(f"Code accepted: your account is linked to *{conn.name}*.")
             if tries >= LINKING_TRIES:
                 await self.revoke(conn, user.id, forget=True)
@@ -349,7 +431,14 @@ class AccountService:
         auth = await self._auths.get(link, user_id)
         if auth is None or not auth.connected or auth.access is None:
             raise NotAuthorized(f"{user_id} has not connected {link}")
-        if auth.expires_at is not None and auth.expires_at - _REFRESH_MARGIN < time.time():
+        if auth.refresh is None:  # nothing to refresh with: used until it expires, no margin
+            if auth.expires_at is not None and auth.expires_at <= time.time():
+                await self._auths.mark_disconnected(link, user_id)
+                self._metrics.refreshes.inc(outcome="no_refresh_token")
+                log.info("the token of %s for %s expired without a refresh token", user_id, link)
+                raise NotAuthorized(f"{user_id} must connect {link} again")
+            return self._open(auth, ACCESS)
+        if _due(auth, time.time()):
             return await self.refresh(link, user_id, rejected=self._open(auth, ACCESS))
         return self._open(auth, ACCESS)
 
@@ -382,10 +471,7 @@ class AccountService:
         if auth is None or not auth.connected:
             raise NotAuthorized(f"{user_id} is no longer connected to {link}")
         current = self._open(auth, ACCESS)
-        near_expiry = (
-            auth.expires_at is not None and auth.expires_at - _REFRESH_MARGIN < time.time()
-        )
-        if current != rejected and not near_expiry:
+        if current != rejected and not _due(auth, time.time()):
             return current
         return None
 
@@ -422,6 +508,7 @@ class AccountService:
             access=access,
             refresh=refresh,
             expires_at=tokens.expires_at,
+            lifetime=tokens.lifetime,
         )
         if not stored:
             raise NotAuthorized(f"{user_id} was disconnected from {link} during a refresh")

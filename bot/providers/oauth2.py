@@ -41,6 +41,7 @@ from authlib.common.security import generate_token
 from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
+from bot.catalogue import CATALOGUE_KINDS, AccountFields
 from bot.errors import InvalidGrant, OAuthProviderError, RateLimited, ServerError
 from bot.providers.oauth_wire import description, normalise_scope, parse_answer, with_client_auth
 from bot.retry import retry_after
@@ -49,6 +50,7 @@ from bot.secret import Secret
 __all__ = [
     "CLIENT_AUTH_METHODS",
     "PARAM_TYPES",
+    "RESERVED_AUTHORIZE_PARAMS",
     "SCOPE_DELIMITERS",
     "SERVICE_KINDS",
     "Account",
@@ -63,9 +65,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SERVICE_KINDS: Final = frozenset({"dropbox", "custom"})
+#: ``dropbox``, ``custom`` (``/connection service add``) and the default services' kinds.
+SERVICE_KINDS: Final = frozenset({"dropbox", "custom"}) | CATALOGUE_KINDS
 PARAM_TYPES: Final = frozenset({"header", "query"})
-CLIENT_AUTH_METHODS: Final = frozenset({"basic", "body"})
+#: ``basic``: HTTP Basic (RFC 6749 §2.3.1); ``post``: ``client_id``/``client_secret`` in the body.
+CLIENT_AUTH_METHODS: Final = frozenset({"basic", "post"})
 #: ``/connection service add ... scope_delimiter=NAME`` names → the delimiter itself.
 SCOPE_DELIMITERS: Final[Mapping[str, str]] = {"space": " ", "comma": ",", "plus": "+"}
 
@@ -74,7 +78,7 @@ _VERIFIER_LENGTH: Final = 64
 _STATE_BYTES: Final = 32
 _DEFAULT_TIMEOUT: Final = aiohttp.ClientTimeout(total=30)
 # Parameters the authorize URL sets itself; extra_authorize_params cannot override them.
-_RESERVED_AUTHORIZE_PARAMS: Final = frozenset(
+RESERVED_AUTHORIZE_PARAMS: Final = frozenset(
     {
         "client_id",
         "response_type",
@@ -89,7 +93,13 @@ _RESERVED_AUTHORIZE_PARAMS: Final = frozenset(
 
 @dataclass(frozen=True)
 class OAuth2Service:
-    """Where and how to run OAuth 2.0 against one service; ``kind`` picks its hooks."""
+    """Where and how to run OAuth 2.0 against one service; ``kind`` picks its hooks.
+
+    ``default_scopes`` are asked for on every connect besides the connection's own (what the
+    account lookup needs); ``account_fields`` say which userinfo fields name the account
+    (``None``: common shapes are guessed); ``granted_scope_delimiter`` is how the token endpoint
+    joins the scopes it granted when that differs from ``scope_delimiter`` (GitHub: commas).
+    """
 
     name: str
     kind: str
@@ -106,6 +116,9 @@ class OAuth2Service:
     scope_delimiter: str = " "
     client_auth: str = "basic"
     extra_authorize_params: Mapping[str, str] = field(default_factory=dict)
+    default_scopes: tuple[str, ...] = ()
+    account_fields: AccountFields | None = None
+    granted_scope_delimiter: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in SERVICE_KINDS:
@@ -124,13 +137,15 @@ class OAuth2Service:
 
 @dataclass(frozen=True)
 class TokenSet:
-    """What a token endpoint granted. ``scope`` is space-separated ("" if not stated)."""
+    """What a token endpoint granted. ``scope`` is space-separated ("" if not stated);
+    ``lifetime`` is the access token's ``expires_in`` in seconds (``None`` if not stated)."""
 
     access_token: Secret
     refresh_token: Secret | None
     expires_at: float | None
     scope: str
     account_id: str | None
+    lifetime: float | None = None
 
 
 @dataclass(frozen=True)
@@ -196,7 +211,7 @@ def authorization_url(
     extra = {
         key: value
         for key, value in service.extra_authorize_params.items()
-        if key not in _RESERVED_AUTHORIZE_PARAMS
+        if key not in RESERVED_AUTHORIZE_PARAMS
     }
     scope = service.scope_delimiter.join(scopes) if scopes else None
     url = prepare_grant_uri(
@@ -211,6 +226,21 @@ def authorization_url(
         **extra,
     )
     return str(url)
+
+
+def _lifetime(expires_in: object) -> float | None:
+    """``expires_in`` in seconds; ``None`` when missing or nonsense."""
+    seconds: float | None = None
+    if isinstance(expires_in, int | float) and not isinstance(expires_in, bool):
+        seconds = float(expires_in)
+    elif isinstance(expires_in, str):  # some providers send "3599"
+        try:
+            seconds = float(expires_in)
+        except ValueError:
+            seconds = None
+    if seconds is None or not math.isfinite(seconds) or seconds <= 0:
+        return None
+    return seconds
 
 
 class OAuth2Client:
@@ -334,26 +364,16 @@ class OAuth2Client:
             )
         refresh = answer.get("refresh_token")
         account_id = answer.get("account_id")
+        lifetime = _lifetime(answer.get("expires_in"))
+        granted = service.granted_scope_delimiter or service.scope_delimiter
         return TokenSet(
             access_token=Secret(access),
             refresh_token=Secret(refresh) if isinstance(refresh, str) and refresh else None,
-            expires_at=self._expires_at(answer.get("expires_in")),
-            scope=normalise_scope(answer.get("scope"), service.scope_delimiter),
+            expires_at=self._now() + lifetime if lifetime is not None else None,
+            scope=normalise_scope(answer.get("scope"), granted),
             account_id=account_id if isinstance(account_id, str) and account_id else None,
+            lifetime=lifetime,
         )
-
-    def _expires_at(self, expires_in: object) -> float | None:
-        seconds: float | None = None
-        if isinstance(expires_in, int | float) and not isinstance(expires_in, bool):
-            seconds = float(expires_in)
-        elif isinstance(expires_in, str):  # some providers send "3599"
-            try:
-                seconds = float(expires_in)
-            except ValueError:
-                seconds = None
-        if seconds is None or not math.isfinite(seconds) or seconds <= 0:  # missing, nonsense
-            return None
-        return self._now() + seconds
 
     # -- revocation and the account: the service kind's hooks -----------------------------
 

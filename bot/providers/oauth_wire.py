@@ -1,6 +1,7 @@
 """OAuth 2.0 wire helpers shared by the client (:mod:`bot.providers.oauth2`) and the hooks.
 
 * :func:`with_client_auth`: a token or revoke request's form and headers, client authenticated;
+* :func:`basic_authorization`: the client's HTTP Basic credentials (RFC 6749 §2.3.1);
 * :func:`parse_answer`: a JSON object, or the form-encoded answer of an old provider;
 * :func:`description`: a provider's ``error_description``, shortened, every secret scrubbed;
 * :func:`normalise_scope`: granted scopes as space-separated text.
@@ -17,7 +18,13 @@ from urllib.parse import parse_qsl, quote
 if TYPE_CHECKING:
     from bot.providers.oauth2 import OAuth2Service
 
-__all__ = ["description", "normalise_scope", "parse_answer", "with_client_auth"]
+__all__ = [
+    "basic_authorization",
+    "description",
+    "normalise_scope",
+    "parse_answer",
+    "with_client_auth",
+]
 
 _DESCRIPTION_LIMIT: Final = 200
 
@@ -27,16 +34,22 @@ def with_client_auth(
 ) -> tuple[dict[str, str], dict[str, str]]:
     """``(form, headers)`` of a token or revoke request, with the client authenticated.
 
-    ``basic``: RFC 6749 §2.3.1, id and secret each form-encoded, then HTTP Basic. ``body``:
-    ``client_id`` and ``client_secret`` in the form.
+    ``basic``: RFC 6749 §2.3.1, id and secret each form-encoded, then HTTP Basic. ``post``
+    (OpenID's ``client_secret_post``): ``client_id`` and ``client_secret`` in the form.
     """
     secret = service.client_secret.reveal()
     headers = {"Accept": "application/json"}
-    if service.client_auth == "body":
+    if service.client_auth == "post":
         return {**form, "client_id": service.client_id, "client_secret": secret}, headers
-    pair = f"{quote(service.client_id, safe='')}:{quote(secret, safe='')}"
-    headers["Authorization"] = "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
+    headers["Authorization"] = basic_authorization(service)
     return dict(form), headers
+
+
+def basic_authorization(service: OAuth2Service) -> str:
+    """``Basic`` credentials of the service's client, id and secret form-encoded first."""
+    secret = service.client_secret.reveal()
+    pair = f"{quote(service.client_id, safe='')}:{quote(secret, safe='')}"
+    return "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
 
 
 def parse_answer(body: bytes, headers: Mapping[str, str]) -> dict[str, Any] | None:

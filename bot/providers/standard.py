@@ -4,9 +4,9 @@
   refresh token first (it takes its access tokens with it on most servers), then the access
   token; "unsupported_token_type" and "invalid_token" answers count as done (§2.2.1).
 * :meth:`StandardHooks.fetch_account`: ``GET userinfo_url`` with the token sent per
-  ``param_type``; OIDC (``sub``/``email``/``name``) and common API shapes (``id``/``login``/
-  ``email``, also wrapped in ``data`` or ``user``) are understood. No ``userinfo_url``: an
-  account with empty fields.
+  ``param_type``; the fields the service's ``account_fields`` name (the catalogue's entries),
+  else OIDC (``sub``/``email``/``name``) and common API shapes (``id``/``login``/``email``,
+  also wrapped in ``data`` or ``user``). No ``userinfo_url``: an account with empty fields.
 
 A userinfo error answer's body is never echoed: it may quote the token.
 """
@@ -32,7 +32,7 @@ from bot.retry import retry_after
 if TYPE_CHECKING:
     from bot.providers.oauth2 import OAuth2Client, OAuth2Service
 
-__all__ = ["StandardHooks"]
+__all__ = ["StandardHooks", "account_from_userinfo", "account_of", "revoke_one"]
 
 _ID_KEYS: Final = ("sub", "id", "user_id", "account_id", "uid")
 _WRAPPER_KEYS: Final = ("data", "user")
@@ -63,7 +63,7 @@ class StandardHooks:
             if token
         ]
         for token, hint in pending:
-            await _revoke_one(oauth, service, service.revoke_url, token, hint)
+            await revoke_one(oauth, service, service.revoke_url, token, hint)
 
     async def fetch_account(
         self, oauth: OAuth2Client, service: OAuth2Service, access_token: str
@@ -92,15 +92,32 @@ class StandardHooks:
                 f"the userinfo endpoint of {service.name} did not answer a JSON object",
                 status=status,
             )
-        return account_from_userinfo(answer)
+        return account_of(service, answer)
 
 
-async def _revoke_one(
-    oauth: OAuth2Client, service: OAuth2Service, url: str, token: str, hint: str
+async def revoke_one(
+    oauth: OAuth2Client,
+    service: OAuth2Service,
+    url: str,
+    token: str,
+    hint: str,
+    *,
+    token_in_query: bool = False,
 ) -> None:
-    form, request_headers = with_client_auth(service, {"token": token, "token_type_hint": hint})
+    """One RFC 7009 revocation; ``token_in_query``: ``token`` as a query parameter instead of
+    a form field (Zoho documents it so)."""
+    fields = (
+        {"token_type_hint": hint} if token_in_query else {"token": token, "token_type_hint": hint}
+    )
+    form, request_headers = with_client_auth(service, fields)
     status, headers, body = await oauth.request(
-        service, "POST", url, data=form, headers=request_headers, what="revoke endpoint"
+        service,
+        "POST",
+        url,
+        data=form,
+        headers=request_headers,
+        params={"token": token} if token_in_query else None,
+        what="revoke endpoint",
     )
     if 200 <= status < 300:
         return
@@ -152,12 +169,28 @@ def account_from_userinfo(answer: Mapping[str, Any]) -> Account:
     if not name:
         name = _first(answer, "display_name", "preferred_username", "login", "username")
     if not name:
-        name = " ".join(
-            part
-            for part in (_text(answer.get("given_name")), _text(answer.get("family_name")))
-            if part
-        )
+        name = _joined(answer, ("given_name", "family_name"))
     return Account(id=_first(answer, *_ID_KEYS), email=email, name=name or email)
+
+
+def _joined(answer: Mapping[str, Any], keys: tuple[str, ...]) -> str:
+    return " ".join(part for part in (_text(answer.get(key)) for key in keys) if part)
+
+
+def account_of(service: OAuth2Service, answer: Mapping[str, Any]) -> Account:
+    """The account a userinfo answer describes: by the service's ``account_fields`` (the
+    catalogue names them, CONTRACT §10), the common shapes filling in what they leave empty."""
+    guessed = account_from_userinfo(answer)
+    fields = service.account_fields
+    if fields is None:
+        return guessed
+    name = next((n for n in (_joined(answer, keys) for keys in fields.name) if n), "")
+    email = _first(answer, *fields.email) or guessed.email
+    return Account(
+        id=_first(answer, *fields.id) or guessed.id,
+        email=email,
+        name=name or guessed.name or email,
+    )
 
 
 def _userinfo_error(service: OAuth2Service, status: int, headers: Mapping[str, str]) -> BotError:

@@ -40,7 +40,10 @@ async def callback(request: web.Request) -> web.StreamResponse:
     query = request.query
     try:
         result = await accounts.complete(
-            query.get("state", ""), query.get("code", ""), query.get("error", "")
+            query.get("state", ""),
+            query.get("code", ""),
+            query.get("error", ""),
+            query.get("error_description", ""),
         )
     except InvalidState as err:
         return page("This sign-in cannot be used", f"{err} Ask the bot for a new link.", status=400)

@@ -12,7 +12,7 @@ import time
 import urllib.request
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-STEPS = 7
+STEPS = 8
 
 
 def _env() -> dict[str, str]:
@@ -55,6 +55,7 @@ def test_self_test_passes_every_step() -> None:
     assert any("Ana's Dropbox only" in line for line in ok)
     assert any("Ben's Dropbox only" in line for line in ok)
     assert any("owner's Dropbox" in line for line in ok)
+    assert any("`files` (ctx.invoke)" in line and "their own files" in line for line in ok)
     assert f"self-test passed: {STEPS} steps" in done.stdout
 
 

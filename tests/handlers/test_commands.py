@@ -340,9 +340,12 @@ async def test_service_add_with_every_option_and_remove(world: World) -> None:
     assert doc["userinfo_url"] == "https://acme.example/me"
     assert "acme-secret-value" not in repr(doc)  # the client secret is sealed
     listed = await world.chat.run(ANA, "services")
-    rows = listed.output["slides"][0]["data"]["rows"]
-    assert {r["Service"]: r["Kind"] for r in rows} == {"dropbox": "default", "acme": "custom"}
-    assert "files.content.write" in rows[0]["Scopes"] and rows[1]["Scopes"] == "read, write"
+    rows = {r["Service"]: r for r in listed.output["slides"][0]["data"]["rows"]}
+    kinds = {name: row["Kind"] for name, row in rows.items()}
+    assert kinds["dropbox"] == "default" and kinds["acme"] == "custom"
+    assert {name for name, kind in kinds.items() if kind == "custom"} == {"acme"}
+    assert "files.content.write" in rows["dropbox"]["Scopes"]
+    assert rows["acme"]["Scopes"] == "read, write"
     reply = await world.chat.run(ADMIN, "service remove ACME")
     assert "Removed the custom service `acme`" in reply.text, reply.text
     assert await docs(world, "services") == []
@@ -351,7 +354,8 @@ async def test_service_add_with_every_option_and_remove(world: World) -> None:
 async def test_service_add_defaults(world: World) -> None:
     await world.chat.run(ADMIN, SERVICE_ADD)
     [doc] = await docs(world, "services")
-    assert doc["param_type"] == "header" and doc["scope_delimiter"] == ","
+    assert doc["param_type"] == "header" and doc["scope_delimiter"] == " "  # RFC 6749 §3.3
+    assert doc["client_auth"] == "basic" and doc["authorize_params"] == []
     assert doc["scopes"] == [] and doc["refresh_url"] is None
 
 

@@ -358,7 +358,7 @@ def test_verifier_and_state_shape() -> None:
 
 def test_service_validation() -> None:
     for bad in (
-        {"kind": "github"},
+        {"kind": "nosuch"},
         {"param_type": "cookie"},
         {"scope_delimiter": ";"},
         {"client_auth": "jwt"},
@@ -374,8 +374,8 @@ def test_service_validation() -> None:
 
 @pytest.mark.parametrize(
     "case",
-    [("basic", "header", " "), ("body", "query", ","), ("basic", "query", "+")],
-    ids=["basic-header-space", "body-query-comma", "basic-query-plus"],
+    [("basic", "header", " "), ("post", "query", ","), ("basic", "query", "+")],
+    ids=["basic-header-space", "post-query-comma", "basic-query-plus"],
 )
 async def test_custom_code_flow(
     aiohttp_server: AiohttpServer,
@@ -404,7 +404,7 @@ async def test_custom_code_flow(
     form = provider.token_forms[-1]
     assert form["grant_type"] == "authorization_code"
     assert form["code_verifier"] == verifier
-    assert ("client_secret" in form) == (client_auth == "body")
+    assert ("client_secret" in form) == (client_auth == "post")
 
     account = await client.fetch_account(service, tokens.access_token.reveal())
     assert account == Account(id="u-1", email="ana@example.com", name="Ana Lima")
@@ -498,7 +498,7 @@ async def test_refresh_token_rotation(
 async def test_wrong_client_secret(
     aiohttp_server: AiohttpServer, session: aiohttp.ClientSession, client: OAuth2Client
 ) -> None:
-    provider = FakeProvider(client_auth="body")
+    provider = FakeProvider(client_auth="post")
     service = await start(aiohttp_server, provider)
     code, verifier = await authorize(session, service, ["read"])
     wrong = replace(service, client_secret=Secret("nope-secret"))
@@ -625,7 +625,7 @@ async def test_no_userinfo_and_no_revoke_url(
 async def test_revoke_with_access_token_only(
     aiohttp_server: AiohttpServer, session: aiohttp.ClientSession, client: OAuth2Client
 ) -> None:
-    provider = FakeProvider(client_auth="body")
+    provider = FakeProvider(client_auth="post")
     service = await start(aiohttp_server, provider)
     code, verifier = await authorize(session, service, ["read"])
     tokens = await client.exchange_code(
@@ -711,7 +711,7 @@ async def _dropbox_consent(
     return location.query["code"], verifier
 
 
-@pytest.mark.parametrize("client_auth", ["basic", "body"])
+@pytest.mark.parametrize("client_auth", ["basic", "post"])
 async def test_dropbox_code_flow_with_pkce(
     aiohttp_server: AiohttpServer,
     session: aiohttp.ClientSession,
