@@ -1,18 +1,24 @@
 """A large attachment relayed through the bot into Dropbox, against a raw copy and the SDK.
 
-Run from the repository root: ``.venv/bin/python -m benchmarks.bench_relay [--mib 1024]``.
+Run from the repository root: ``.venv/bin/python -m benchmarks.bench_relay [--mib 1024]
+[--rounds 3]``.
 
 The Cliq stand-in offers a generated file (ChaCha20 bytes, produced while streaming); the
-Dropbox stand-in receives it (over HTTP, and over TLS with a trustme CA for the SDK). Measured
-one after another in one run, each into its own Dropbox account:
+Dropbox stand-in receives it (over HTTP, and over TLS with a trustme CA for the SDK). In each
+round the three paths take turns, each into its own Dropbox account:
 
 - bot: one ``cliqbot serve`` process, from the signed event to "Saved ..." in chat;
 - raw: a child process copying with aiohttp, GET stream -> upload_session in 8 MiB chunks
-  (no hashing, no state): the limit for any relay between the two servers;
+  (no hashing, no state, one chunk after the other): a plain relay between the two servers;
 - sdk: a child process streaming the GET with ``requests`` into the official ``dropbox`` SDK's
   upload session calls, 8 MiB per call.
 
-Peak RSS growth is VmHWM at the end minus VmRSS before the transfer, read from /proc.
+The best round of each path is compared (the machine is shared: a busy moment then hits one
+round, not one path); every round's time is printed too. The stand-ins keep their files in
+/dev/shm when the machine has it. Peak RSS growth is VmHWM at the end
+minus VmRSS before the first transfer, read from /proc. Targets (ISSUE 14), printed beside the
+results: the bot >= 90% of the raw copy's throughput and ahead of the SDK's; its peak RSS growth
+< 64 MiB.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import ssl
 import sys
 import tempfile
@@ -133,9 +140,12 @@ async def child(mode: str, args: list[str]) -> dict[str, Any]:
     return result
 
 
-async def main(mib: int) -> int:
+async def main(mib: int, rounds: int) -> int:
     size = mib * 1024 * 1024
-    with tempfile.TemporaryDirectory(prefix="bench-relay-") as tmp_name:
+    # What the Dropbox stand-in receives goes to memory (/dev/shm) when there is one: each
+    # round writes 3 GiB, and the disk's writeback would otherwise decide the race.
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: ASYNC240 - once, at start
+    with tempfile.TemporaryDirectory(prefix="bench-relay-", dir=shm) as tmp_name:
         tmp = Path(tmp_name)
         async with (
             EmbeddedStore(storage_dir=tmp / "store") as store,
@@ -157,65 +167,81 @@ async def main(mib: int) -> int:
             await box.setup_connection(bot)
             ana = user(1)
             await box.connect(bot, ana)
-            results: dict[str, dict[str, Any]] = {}
-
-            attachment = box.cliq.add_generated_file("big.bin", size, seed=1)
+            results: dict[str, list[dict[str, Any]]] = {"bot": [], "raw": [], "sdk": []}
             before = rss_kib(bot.pid)[0]
-            started = time.perf_counter()
-            reply = await box.send(bot, ana, attachment)
-            assert "started" in reply.text, reply.text
-            await box.saved(ana, "big.bin", timeout=900)
-            results["bot"] = {
-                "seconds": time.perf_counter() - started,
-                "rss_before_kib": before,
-                "hwm_kib": rss_kib(bot.pid)[1],
-            }
-
-            raw_token, _ = box.dropbox.issue_tokens(APP_KEY, "raw@dropbox.example", SCOPES)
-            src = box.cliq.add_generated_file("big.bin", size, seed=1, ttl=3600)["url"]
-            results["raw"] = await child(
-                "raw", [src, box.dropbox_url, raw_token, "/Cliq Uploads/big.bin"]
-            )
-            sdk_token, _ = box.dropbox.issue_tokens(APP_KEY, "sdk@dropbox.example", SCOPES)
-            src = box.cliq.add_generated_file("big.bin", size, seed=1, ttl=3600)["url"]
-            results["sdk"] = await child(
-                "sdk", [src, str(tls_port), str(ca_path), sdk_token, "/Cliq Uploads/big.bin"]
-            )
-            hashes = {
-                who: box.dropbox.files(email)["/Cliq Uploads/big.bin"].content_hash
-                for who, email in (
-                    ("bot", "user1@dropbox.example"),
-                    ("raw", "raw@dropbox.example"),
-                    ("sdk", "sdk@dropbox.example"),
+            hashes: set[str] = set()
+            for n in range(rounds):  # the paths take turns, so a busy moment hits them alike
+                name = f"big{n}.bin"
+                attachment = box.cliq.add_generated_file(name, size, seed=1)
+                started = time.perf_counter()
+                reply = await box.send(bot, ana, attachment)
+                assert "started" in reply.text, reply.text
+                await box.saved(ana, name, timeout=900)
+                results["bot"].append(
+                    {
+                        "seconds": time.perf_counter() - started,
+                        "rss_before_kib": before,
+                        "hwm_kib": rss_kib(bot.pid)[1],
+                    }
                 )
-            }
+                dest = f"/Cliq Uploads/{name}"
+                raw_token, _ = box.dropbox.issue_tokens(APP_KEY, "raw@dropbox.example", SCOPES)
+                src = box.cliq.add_generated_file(name, size, seed=1, ttl=3600)["url"]
+                results["raw"].append(await child("raw", [src, box.dropbox_url, raw_token, dest]))
+                sdk_token, _ = box.dropbox.issue_tokens(APP_KEY, "sdk@dropbox.example", SCOPES)
+                src = box.cliq.add_generated_file(name, size, seed=1, ttl=3600)["url"]
+                results["sdk"].append(
+                    await child("sdk", [src, str(tls_port), str(ca_path), sdk_token, dest])
+                )
+                for email in (
+                    "user1@dropbox.example",
+                    "raw@dropbox.example",
+                    "sdk@dropbox.example",
+                ):
+                    hashes.add(box.dropbox.files(email)[dest].content_hash)
+                    (box.dropbox.files(email)[dest].blob_path).unlink()  # keep the disk light
             await tls_runner.cleanup()
-    assert len(set(hashes.values())) == 1, hashes
+    assert len(hashes) == 1, hashes
+    best = {name: min(runs, key=lambda r: r["seconds"]) for name, runs in results.items()}
+    for name, runs in results.items():  # peak RSS: the highest of any round
+        best[name] = {**best[name], "hwm_kib": max(r["hwm_kib"] for r in runs)}
+    seconds = {name: [round(r["seconds"], 2) for r in runs] for name, runs in results.items()}
+    print(f"seconds per round: {seconds}; below, the best round of each path")
+    return report(mib, best)
+
+
+def report(mib: int, results: dict[str, dict[str, Any]]) -> int:
+    """The three paths side by side, then each target of ISSUE 14 against what was measured."""
     print(f"{mib} MiB generated attachment, Cliq stand-in -> Dropbox stand-in (same bytes x3)")
     print(f"{'path':>5} | {'seconds':>8} {'MiB/s':>7} {'vs raw':>7} | {'peak RSS growth MiB':>19}")
-    raw_rate = mib / results["raw"]["seconds"]
+    rates = {name: mib / r["seconds"] for name, r in results.items()}
+    growth = {name: (r["hwm_kib"] - r["rss_before_kib"]) / 1024 for name, r in results.items()}
     for name in ("bot", "raw", "sdk"):
-        r = results[name]
-        rate = mib / r["seconds"]
-        growth = (r["hwm_kib"] - r["rss_before_kib"]) / 1024
         print(
-            f"{name:>5} | {r['seconds']:8.2f} {rate:7.1f} {rate / raw_rate:7.1%} | {growth:19.1f}"
+            f"{name:>5} | {results[name]['seconds']:8.2f} {rates[name]:7.1f}"
+            f" {rates[name] / rates['raw']:7.1%} | {growth[name]:19.1f}"
         )
-    bot = results["bot"]
-    ok = (mib / bot["seconds"]) / raw_rate >= 0.60 and (
-        bot["hwm_kib"] - bot["rss_before_kib"]
-    ) / 1024 < 150
-    print("targets (bot >= 60% of raw, bot RSS growth < 150 MiB):", "MET" if ok else "NOT MET")
+    rows = [
+        ("bot throughput vs the raw copy", f"{rates['bot'] / rates['raw']:.1%}", ">= 90%",
+         rates["bot"] >= 0.90 * rates["raw"]),
+        ("bot throughput vs the official SDK", f"{rates['bot'] / rates['sdk']:.1%}", "> 100%",
+         rates["bot"] > rates["sdk"]),
+        ("bot peak RSS growth, MiB", f"{growth['bot']:.1f}", "< 64", growth["bot"] < 64),
+    ]  # fmt: skip
+    print(f"{'target':40} | {'result':>8} | {'target':>7} | met")
+    for label, value, target, ok in rows:
+        print(f"{label:40} | {value:>8} | {target:>7} | {'yes' if ok else 'NO'}")
+    print("targets:", "MET" if all(ok for *_, ok in rows) else "NOT MET")
     return 0
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--mib", type=int, default=1024, help="attachment size in MiB")
+    parser.add_argument("--rounds", type=int, default=3, help="turns of bot, raw, SDK")
     parser.add_argument("--raw", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--sdk", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    import os
 
     _PID[0] = os.getpid()
     _BASE[0] = rss_kib(_PID[0])[0]
@@ -226,4 +252,4 @@ if __name__ == "__main__":
         src, port, ca_file, token, dest = json.loads(args.sdk)
         _done(sdk_copy(src, int(port), ca_file, token, dest))
         sys.exit(0)
-    sys.exit(asyncio.run(main(max(1, min(args.mib, 4096)))))
+    sys.exit(asyncio.run(main(max(1, min(args.mib, 4096)), max(1, min(args.rounds, 10)))))

@@ -1,4 +1,4 @@
-"""Shared pieces of the benchmarks: a peak-RSS reader and a load-generator child process.
+"""Shared pieces of the benchmarks: RSS and CPU readers, a load-generator child process.
 
 The stack itself (stand-ins, ``serve`` children, the real OAuth connect) comes from the drill
 harness in ``tests/drills/harness.py``, so benchmarks and drills exercise the same wiring.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import sys
 import time
@@ -31,6 +32,26 @@ def rss_kib(pid: int) -> tuple[int, int]:
     return fields.get("VmRSS", 0), fields.get("VmHWM", 0)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far, from /proc (Linux only)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+async def server_requests(uri: str) -> int:
+    """Requests the store at ``uri`` has answered so far, from every client (``serverStatus``
+    ``network.numRequests``): the store's own count of round trips."""
+    from pymongo import AsyncMongoClient
+
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri)
+    try:
+        status = await client.admin.command("serverStatus")
+    finally:
+        await client.close()
+    return int(status["network"]["numRequests"])
+
+
 def percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
@@ -38,15 +59,16 @@ def percentile(values: list[float], pct: float) -> float:
 
 
 async def run_load(
-    url: str, bodies: list[bytes], concurrency: int, secret: str | None, timeout: float
+    urls: list[str], bodies: list[bytes], concurrency: int, secret: str | None, timeout: float
 ) -> dict[str, Any]:
-    """POST every body once with ``concurrency`` workers; latencies and status counts."""
+    """POST every body once with ``concurrency`` workers, the bodies taking ``urls`` in turn
+    (several ``serve`` processes behind one load); latencies and status counts."""
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     errors: list[str] = []
-    queue: asyncio.Queue[bytes] = asyncio.Queue()
-    for body in bodies:
-        queue.put_nowait(body)
+    queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+    for index, body in enumerate(bodies):
+        queue.put_nowait((urls[index % len(urls)], body))
     connector = aiohttp.TCPConnector(limit=concurrency)
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession(
@@ -55,7 +77,7 @@ async def run_load(
 
         async def worker() -> None:
             while not queue.empty() and time.monotonic() < deadline:
-                body = queue.get_nowait()
+                url, body = queue.get_nowait()
                 ts = str(int(time.time()))
                 headers = {"Content-Type": "application/json"}
                 if secret is not None:
@@ -92,14 +114,14 @@ def load_main() -> None:
     spec = json.loads(Path(sys.argv[1]).read_text())
     bodies = [b.encode() for b in spec["bodies"]]
     result = asyncio.run(
-        run_load(spec["url"], bodies, spec["concurrency"], spec.get("secret"), spec["timeout"])
+        run_load(spec["urls"], bodies, spec["concurrency"], spec.get("secret"), spec["timeout"])
     )
     sys.stdout.write(json.dumps(result) + "\n")
 
 
 async def load_in_child(
     workdir: Path,
-    url: str,
+    urls: list[str],
     bodies: list[bytes],
     concurrency: int,
     secret: str | None,
@@ -110,7 +132,7 @@ async def load_in_child(
     spec.write_text(
         json.dumps(
             {
-                "url": url,
+                "urls": urls,
                 "bodies": [b.decode() for b in bodies],
                 "concurrency": concurrency,
                 "secret": secret,

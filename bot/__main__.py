@@ -9,13 +9,14 @@ import logging
 import signal
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 
 from bot.app import create_app
+from bot.catalogue import CATALOGUE, CatalogueEntry, client_variables
 from bot.config import Settings, load_environment, load_settings, serve_problems
 from bot.errors import ConfigError, StoreUnavailable
 from bot.keys import RUNTIME
@@ -112,8 +113,14 @@ def _bound_port(runner: web.AppRunner, default: int) -> int:
     return default
 
 
-async def check(settings: Settings) -> list[str]:
-    """Every problem with the configuration and the endpoints it names, one line each."""
+async def check(
+    settings: Settings, catalogue: Mapping[str, CatalogueEntry] = CATALOGUE
+) -> list[str]:
+    """Every problem with the configuration and the endpoints it names, one line each.
+
+    ``catalogue``: the default services whose configured clients (``SERVICE_<NAME>_*``) are
+    checked; their endpoints must answer, like Dropbox's.
+    """
     problems = [f"config: {p}" for p in serve_problems(settings)]
     if not settings.cliq_bot_name:
         problems.append("CLIQ_BOT_NAME: not set; the bot cannot post messages to Cliq")
@@ -143,6 +150,30 @@ async def check(settings: Settings) -> list[str]:
                     await resp.read()
             except (aiohttp.ClientError, TimeoutError) as exc:
                 problems.append(f"{name}: {url} is not reachable ({type(exc).__name__})")
+        problems += await _check_services(session, settings, catalogue)
+    return problems
+
+
+async def _check_services(
+    session: aiohttp.ClientSession, settings: Settings, catalogue: Mapping[str, CatalogueEntry]
+) -> list[str]:
+    """The endpoints of every default service configured by ``SERVICE_<NAME>_CLIENT_*``."""
+    problems = []
+    for name, client in sorted(settings.service_clients.items()):
+        id_var, _ = client_variables(name)
+        found = catalogue.get(name)
+        if found is None:
+            problems.append(f"{id_var}: no default service `{name}`")
+            continue
+        for what, url in found.endpoints(client.client_id).items():
+            try:
+                async with session.get(url, allow_redirects=False) as resp:
+                    await resp.read()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                problems.append(
+                    f"{id_var}: the {what} of `{name}`, {url}, is not reachable"
+                    f" ({type(exc).__name__})"
+                )
     return problems
 
 

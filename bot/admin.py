@@ -107,6 +107,16 @@ class ConnectionAdmin:
         await self._record(actor, "service.add", info.name)
         return info
 
+    async def configure_service(
+        self, actor: CliqUser, name: str, options: Mapping[str, str]
+    ) -> ServiceInfo:
+        """Enable default service ``name`` with the organisation's OAuth client (CONTRACT §5
+        ``service configure``); the catalogue checks the options and seals the secret."""
+        self._require_admin(actor)
+        info = await self.catalog.configure_default(name, dict(options), actor.id)
+        await self._record(actor, "service.configure", info.name)
+        return info
+
     async def remove_service(self, actor: CliqUser, name: str) -> ServiceInfo:
         """Refused for a default service and while a connection uses it."""
         self._require_admin(actor)
@@ -144,6 +154,12 @@ class ConnectionAdmin:
             raise UsageError("The name needs at least one letter or digit.")
         service = service.lower()
         await self._check_scopes(service, scopes)
+        info = await self.catalog.info(service)
+        if info is not None and info.missing:  # a default service without its OAuth client
+            raise Conflict(
+                f"The service `{service}` is not configured yet: an admin can {info.missing}."
+                " Nothing was created."
+            )
         conn = Connection(
             link=link,
             name=name,
@@ -263,6 +279,16 @@ class ConnectionAdmin:
                 f"`{conn.link}` runs on its owner's account; you have nothing to disconnect."
             )
         return await self.accounts.revoke(conn, user.id, forget=True)
+
+    async def connect_url(self, user: CliqUser, conn: Connection) -> str:
+        """A connect link for ``user``'s own authorization of ``conn`` (the owner's, for the
+        owner); with the switch off only the owner connects (``connect LINK``)."""
+        if user.id != conn.owner_id and not conn.login_user_credentials:
+            raise Conflict(
+                f"`{conn.link}` runs on its owner's account for everyone;"
+                " only the owner connects it."
+            )
+        return await self.accounts.connect_url(conn, user)
 
     # -- the rules they share ----------------------------------------------------------------
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import aiohttp
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from bot.accounts import AccountService
+from bot.cache import CachedAuthorizations, CachedConnections, CachedServiceRecords
 from bot.cliq.client import CliqClient
 from bot.cliq.signing import load_public_key
 from bot.config import Settings
@@ -24,22 +26,29 @@ from bot.destinations.base import Destinations
 from bot.destinations.dropbox import DropboxDestination
 from bot.files.service import FileService
 from bot.files.worker import UploadWorker
+from bot.invoker import HttpInvoker
+from bot.kept import KeptEvents
 from bot.keys import METRICS, RUNTIME, SETTINGS
 from bot.metrics import Metrics
 from bot.notify import CliqNotifier
+from bot.plugins import load_plugins
 from bot.providers.kinds import oauth_hooks
 from bot.providers.oauth2 import OAuth2Client
 from bot.runtime import Components, Runtime
 from bot.services import ServiceCatalog
+from bot.signin import PageService
 from bot.vault import Vault, load_or_create_key_file, parse_keys
-from bot.web import health, oauth, webhook
-from bot.web.middleware import error_middleware, logging_middleware
+from bot.web import health, oauth, page, webhook
+from bot.web.middleware import Admission, error_middleware, logging_middleware
 from handlers import build_router
 from storage.authorizations import Authorizations, ConnectLinks, OAuthStates
 from storage.base import Database, Repository, Store
 from storage.connections import AuditLog, Connections, ServiceRecords
 from storage.embedded import EmbeddedStore
 from storage.events import ProcessedEvents
+from storage.kept_actions import KeptActions
+from storage.monitor import StoreMonitor
+from storage.sessions import Sessions, SignInLinks
 from storage.uploads import UploadJobs
 
 log = logging.getLogger(__name__)
@@ -55,12 +64,14 @@ def create_app(settings: Settings) -> web.Application:
     # 2. request logging, the outermost middleware: it sees the final status of every answer,
     #    the 401s and 413s of step 1 and the mapped errors of step 3 too;
     # 3. error mapping: domain errors become JSON answers with their status code.
+    # Before step 1, the webhook admits at most BOT_MAX_EVENTS_IN_FLIGHT deliveries at once.
     app = web.Application(
         client_max_size=webhook.MAX_BODY,
         middlewares=[logging_middleware, error_middleware],
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
+    app[webhook.ADMISSION] = Admission(settings.max_events_in_flight)
     app[RUNTIME] = Runtime(public_url=settings.base_url())
     app.cleanup_ctx.append(store_ctx)
     app.cleanup_ctx.append(_http_ctx)
@@ -68,6 +79,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(health.routes)
     app.add_routes(webhook.routes)
     app.add_routes(oauth.routes)
+    page.setup(app)
     return app
 
 
@@ -95,6 +107,9 @@ def _repositories(db: Database) -> list[Repository]:
         ConnectLinks(db),
         OAuthStates(db),
         UploadJobs(db),
+        KeptActions(db),
+        SignInLinks(db),
+        Sessions(db),
     ]
 
 
@@ -135,13 +150,39 @@ async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _components_ctx(app: web.Application) -> AsyncIterator[None]:
     settings, runtime = app[SETTINGS], app[RUNTIME]
-    runtime._components = components = _build_components(settings, runtime, app[METRICS])
+    kept = _kept_events(settings, runtime)
+    components = _with_kept_events(_build_components(settings, runtime, app[METRICS]), kept)
+    runtime._components = components
+    commands = StoreMonitor.of(runtime.db)  # cliqbot_store_commands_total on /metrics
+    if commands is not None:
+        app[METRICS].registry.register(commands)
     components.files.start(settings.upload_concurrency)
+    kept.start()
     try:
         yield
     finally:
+        await kept.stop(timeout=_DRAIN_SECONDS)
         await components.files.stop(timeout=_DRAIN_SECONDS)
         runtime._components = None
+        if commands is not None:
+            app[METRICS].registry.unregister(commands)
+
+
+def _kept_events(settings: Settings, runtime: Runtime) -> KeptEvents:
+    """Events kept until a connection is connected (CONTRACT §10); resumed ones post replies."""
+    return KeptEvents(
+        records=KeptActions(runtime.db),
+        settings=settings,
+        notifier=CliqNotifier(_cliq_client(settings, runtime.http)),
+        housekeeping_seconds=max(settings.worker_poll_seconds * 10, 1.0),
+    )
+
+
+def _with_kept_events(components: Components, kept: KeptEvents) -> Components:
+    """A handler that lets ``NotAuthorized`` propagate gets its event kept and resumed."""
+    context = replace(components.context, on_not_authorized=kept.not_authorized)
+    kept.serve(components.router, context, components.accounts)
+    return replace(components, context=context)
 
 
 def _cliq_client(settings: Settings, http: aiohttp.ClientSession) -> CliqClient | None:
@@ -162,9 +203,11 @@ def _build_components(settings: Settings, runtime: Runtime, metrics: Metrics) ->
     db, http = runtime.db, runtime.http
     vault = build_vault(settings)
     notifier = CliqNotifier(_cliq_client(settings, http))
-    connections, authorizations = Connections(db), Authorizations(db)
+    # Read from memory on the acknowledgement path, at most 1 s old (bot/cache.py).
+    connections, authorizations = CachedConnections(db), CachedAuthorizations(db)
     destinations = _destinations(settings, http)
-    catalog = ServiceCatalog(settings, ServiceRecords(db), vault, file_kinds=destinations.kinds)
+    services = CachedServiceRecords(db)
+    catalog = ServiceCatalog(settings, services, vault, file_kinds=destinations.kinds)
     accounts = AccountService(
         settings=settings,
         public_url=lambda: runtime.public_url,
@@ -201,15 +244,31 @@ def _build_components(settings: Settings, runtime: Runtime, metrics: Metrics) ->
         audit=AuditLog(db),
         accounts=accounts,
         files=files,
+        signin=_page_service(settings, runtime, worker),
+        invoker=HttpInvoker(http, accounts, catalog),
     )
     return Components(
         context=context,
-        router=build_router(),
-        events=ProcessedEvents(db),
+        router=build_router(plugins=load_plugins(settings.plugins)),
+        events=ProcessedEvents(db, worker.jobs),  # a file's jobs are its delivery's record
         accounts=accounts,
         files=files,
         vault=vault,
         cliq_public_key=_cliq_public_key(settings),
+    )
+
+
+def _page_service(settings: Settings, runtime: Runtime, worker: UploadWorker) -> PageService:
+    """The connections page's sign-in links, sessions and reads (CONTRACT §11)."""
+    db = runtime.db
+    return PageService(
+        settings=settings,
+        public_url=lambda: runtime.public_url,
+        links=SignInLinks(db),
+        sessions=Sessions(db),
+        jobs=worker.jobs,
+        live=worker.committed,
+        audit=AuditLog(db),
     )
 
 

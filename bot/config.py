@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
+from bot.catalogue import CATALOGUE, client_variables
 from bot.cliq.messages import CliqFunction
 from bot.errors import ConfigError
 from bot.secret import Secret
@@ -26,6 +27,15 @@ T = TypeVar("T")
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+_SERVICE_CLIENT_RE = re.compile(r"SERVICE_([A-Z0-9_]+?)_CLIENT_(?:ID|SECRET)")
+
+
+@dataclass(frozen=True)
+class ServiceClient:
+    """The OAuth client of a default service (``SERVICE_<NAME>_CLIENT_ID`` / ``_SECRET``)."""
+
+    client_id: str
+    client_secret: Secret
 
 
 @dataclass(frozen=True)
@@ -44,6 +54,8 @@ class Settings:
     cliq_bot_name: str | None = None
     cliq_webhook_token: Secret | None = None
     command_name: str = "connection"
+    #: ``BOT_PLUGINS``: importable module names, each with a ``router`` (bot.plugins loads them).
+    plugins: tuple[str, ...] = ()
     cliq_function_name: str = "cliqbot"
     cliq_function_owner: str | None = None
     dropbox_app_key: str | None = None
@@ -51,6 +63,8 @@ class Settings:
     dropbox_authorize_url: str = "https://www.dropbox.com/oauth2/authorize"
     dropbox_api_url: str = "https://api.dropboxapi.com"
     dropbox_content_url: str = "https://content.dropboxapi.com"
+    #: Default services of the catalogue (bot.catalogue) enabled by SERVICE_<NAME>_CLIENT_*.
+    service_clients: Mapping[str, ServiceClient] = field(default_factory=dict)
     upload_folder: str = "/Cliq Uploads"
     max_file_bytes: int = 2 * 1024**3
     connect_link_ttl: int = 600
@@ -60,8 +74,17 @@ class Settings:
     # Not part of the contract's environment: knobs for tests, the demo and drills.
     kept_file_ttl: float = 7 * 24 * 3600.0
     upload_concurrency: int = 4
+    #: Jobs of one account an upload slot claims at once, committed together (finish_batch).
+    upload_batch: int = 100
+    #: Seconds a due upload may wait on its attachment URL before the file is fetched into the
+    #: store (URLs expire; a backlog must not lose acknowledged files).
+    prefetch_after: float = 10.0
+    #: Webhook deliveries handled at once; past it a delivery is answered 503 + Retry-After.
+    max_events_in_flight: int = 256
     job_lease_seconds: float = 60.0
     worker_poll_seconds: float = 1.0
+    #: How long a connections-page session lasts after signing in (CONTRACT §11).
+    page_session_ttl: float = 8 * 3600.0
 
     def base_url(self, port: int | None = None) -> str:
         """``BOT_PUBLIC_URL`` if set, else ``http://{host}:{port}`` (the bound port when known)."""
@@ -184,6 +207,17 @@ def _folder(value: str) -> str:
     return value
 
 
+def _module_names(value: str) -> tuple[str, ...]:
+    names = [part.strip() for part in value.split(",") if part.strip()]
+    for name in names:
+        if not all(part.isidentifier() for part in name.split(".")):
+            raise ValueError(f"{name!r} is not a module name")
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ValueError(f"{', '.join(twice)} listed twice")
+    return tuple(names)
+
+
 def _mongodb_uri(value: str) -> str:
     if not value.startswith(("mongodb://", "mongodb+srv://")):
         raise ValueError("it does not start with mongodb:// or mongodb+srv://")
@@ -243,6 +277,51 @@ def _dropbox_app(reader: _Reader) -> tuple[str | None, Secret | None]:
     return app_key, app_secret
 
 
+def _service_clients(reader: _Reader) -> dict[str, ServiceClient]:
+    """``SERVICE_<NAME>_CLIENT_ID`` / ``_SECRET`` of the catalogue's default services: both or
+    neither, and only for a name the catalogue has."""
+    names = sorted({m.group(1) for key in reader.env if (m := _SERVICE_CLIENT_RE.fullmatch(key))})
+    clients: dict[str, ServiceClient] = {}
+    for upper in names:
+        id_var, secret_var = client_variables(upper)
+        client_id, secret = reader.raw(id_var), reader.secret(secret_var)
+        if client_id is None and secret is None:
+            continue
+        if upper.lower() not in CATALOGUE:
+            hint = (
+                "Dropbox's client is DROPBOX_APP_KEY / DROPBOX_APP_SECRET"
+                if upper == "DROPBOX"
+                else f"the default services are {', '.join(CATALOGUE)}"
+            )
+            given = id_var if client_id is not None else secret_var
+            reader.problems.append(f"{given}: no default service `{upper.lower()}` ({hint})")
+        elif client_id is None or secret is None:
+            reader.problems.append(f"{id_var} / {secret_var}: set both or neither")
+        else:
+            clients[upper.lower()] = ServiceClient(client_id, secret)
+    return clients
+
+
+def _operational(r: _Reader) -> dict[str, Any]:
+    """Operational knobs beyond the contract (defaults suit production; drills shorten them)."""
+    return {
+        "kept_file_ttl": float(
+            r.get("BOT_KEPT_FILE_TTL", 7 * 86400, _int_range(1, 365 * 86400), "seconds")
+        ),
+        "upload_concurrency": r.get("BOT_UPLOAD_CONCURRENCY", 4, _int_range(1, 64), "1 to 64"),
+        "upload_batch": r.get("BOT_UPLOAD_BATCH", 100, _int_range(1, 1000), "1 to 1000"),
+        "prefetch_after": float(
+            r.get("BOT_PREFETCH_AFTER", 10, _int_range(1, 3600), "seconds from 1 to 3600")
+        ),
+        "max_events_in_flight": r.get(
+            "BOT_MAX_EVENTS_IN_FLIGHT", 256, _int_range(1, 100_000), "1 to 100000"
+        ),
+        "job_lease_seconds": float(
+            r.get("BOT_JOB_LEASE_SECONDS", 60, _int_range(2, 3600), "seconds from 2 to 3600")
+        ),
+    }
+
+
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Validate ``env`` into :class:`Settings`; raise :class:`ConfigError` listing every problem."""
     r = _Reader(env)
@@ -266,6 +345,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         cliq_bot_name=r.get("CLIQ_BOT_NAME", None, _name, "a bot unique name"),
         cliq_webhook_token=r.secret("CLIQ_WEBHOOK_TOKEN"),
         command_name=r.get("BOT_COMMAND_NAME", "connection", _name, "a command name"),
+        plugins=r.get("BOT_PLUGINS", (), _module_names, "comma-separated module names"),
         cliq_function_name=r.get(
             "CLIQ_FUNCTION_NAME", "cliqbot", _name, "a Cliq function name (letters, digits, _.-)"
         ),
@@ -275,6 +355,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         dropbox_authorize_url=r.url("DROPBOX_AUTHORIZE_URL", Settings.dropbox_authorize_url),
         dropbox_api_url=r.url("DROPBOX_API_URL", Settings.dropbox_api_url),
         dropbox_content_url=r.url("DROPBOX_CONTENT_URL", Settings.dropbox_content_url),
+        service_clients=_service_clients(r),
         upload_folder=r.get("BOT_UPLOAD_FOLDER", "/Cliq Uploads", _folder, "a folder"),
         max_file_bytes=r.get(
             "BOT_MAX_FILE_BYTES", 2 * 1024**3, _int_range(1, 2**41), "a positive byte count"
@@ -285,14 +366,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         verify_linking=r.get("BOT_VERIFY_LINKING", False, _bool, "true or false"),
         log_level=r.get("BOT_LOG_LEVEL", "INFO", _choice(*_LOG_LEVELS, upper=True), "a level"),
         log_format=r.get("BOT_LOG_FORMAT", "text", _choice("text", "json"), "text or json"),
-        # Operational knobs beyond the contract (defaults suit production; drills shorten them).
-        kept_file_ttl=float(
-            r.get("BOT_KEPT_FILE_TTL", 7 * 86400, _int_range(1, 365 * 86400), "seconds")
-        ),
-        upload_concurrency=r.get("BOT_UPLOAD_CONCURRENCY", 4, _int_range(1, 64), "1 to 64"),
-        job_lease_seconds=float(
-            r.get("BOT_JOB_LEASE_SECONDS", 60, _int_range(2, 3600), "seconds from 2 to 3600")
-        ),
+        **_operational(r),
     )
     if r.problems:
         raise ConfigError(r.problems)
@@ -300,11 +374,15 @@ def load_settings(env: Mapping[str, str]) -> Settings:
 
 
 def serve_problems(settings: Settings) -> list[str]:
-    """What stops ``serve`` beyond parsing: inbound events must be authenticated somehow."""
+    """What stops ``serve`` beyond parsing: inbound events must be authenticated somehow, and
+    every ``BOT_PLUGINS`` module must load."""
     problems = []
     if not settings.has_inbound_auth:
         problems.append(
             "BOT_WEBHOOK_SECRET / CLIQ_PUBLIC_KEY: set at least one, or inbound events"
             " cannot be authenticated"
         )
+    from bot.plugins import plugin_problems  # imports the plugins' code: serve and check only
+
+    problems += plugin_problems(settings.plugins)
     return problems

@@ -9,15 +9,17 @@ router tree the event is dispatched through, set by :func:`bot.router.dispatch`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from bot.admin import ConnectionAdmin
 from bot.cliq.events import Attachment, CliqUser, Event
 from bot.cliq.messages import Message
 from bot.config import Settings
+from bot.errors import NotAuthorized
+from bot.invoke import DEFAULT_TIMEOUT, Invoker, InvokeResponse, Params
 from storage.records import Authorization, Connection
 
 if TYPE_CHECKING:
@@ -33,6 +35,11 @@ class ServiceInfo:
     #: Files sent to the bot can land in this service (a destination exists for its kind;
     #: CONTRACT §5 ``publish``).
     receives_files: bool = False
+    #: Asked for on every connect besides the connection's scopes (a default service's).
+    default_scopes: tuple[str, ...] = ()
+    #: What a default service still needs before it can be used; "" when it is ready.
+    missing: str = ""
+    note: str = ""  # e.g. "no revocation endpoint: disconnecting deletes the stored tokens"
 
 
 class ServiceCatalog(Protocol):
@@ -42,6 +49,9 @@ class ServiceCatalog(Protocol):
         self, name: str, options: dict[str, str], created_by: str
     ) -> ServiceInfo: ...
     async def remove_custom(self, name: str) -> bool: ...
+    async def configure_default(
+        self, name: str, options: dict[str, str], configured_by: str
+    ) -> ServiceInfo: ...
 
 
 @dataclass(frozen=True)
@@ -112,6 +122,12 @@ class Notifier(Protocol):
     async def notify(self, user_ids: Sequence[str], message: Message) -> None: ...
 
 
+class SignIn(Protocol):
+    """The connections page's way in (CONTRACT §11; ``bot.signin.PageService``)."""
+
+    async def link(self, user: CliqUser) -> str: ...
+
+
 @dataclass(frozen=True)
 class Context:
     settings: Settings
@@ -122,6 +138,11 @@ class Context:
     accounts: Accounts
     files: Files
     router: Router | None = None  # the tree being dispatched (bot.router.dispatch sets it)
+    invoker: Invoker | None = None  # what ctx.invoke calls through (bot.invoker; create_app)
+    #: The reply when a handler lets ``NotAuthorized`` propagate: keeps the event and prompts
+    #: to connect (bot.kept; create_app sets it, bot.router.dispatch calls it).
+    on_not_authorized: NotAuthorizedHook | None = None
+    signin: SignIn | None = None  # sign-in links to the connections page (CONTRACT §11)
 
     @cached_property
     def admin(self) -> ConnectionAdmin:
@@ -147,3 +168,36 @@ class Context:
     def credential_user(self, conn: Connection, user_id: str) -> str:
         """Whose credentials an action on ``conn`` uses: the sender's when the switch is on."""
         return user_id if conn.login_user_credentials else conn.owner_id
+
+    async def invoke(
+        self,
+        link: str,
+        user: CliqUser,
+        method: str,
+        url: str,
+        *,
+        params: Params | None = None,
+        headers: Mapping[str, str] | None = None,
+        json: Any = None,
+        data: bytes | str | Mapping[str, str] | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> InvokeResponse:
+        """Call ``url`` with connection ``link``'s token for ``user`` (CONTRACT §10): the
+        user's own with the switch on, the owner's with it off (:meth:`credential_user`)."""
+        if self.invoker is None:
+            raise RuntimeError("ctx.invoke has no invoker: create_app wires one")
+        conn = await self.connections.require(link)
+        return await self.invoker.invoke(
+            conn,
+            self.credential_user(conn, user.id),
+            method,
+            url,
+            params=params,
+            headers=headers,
+            json=json,
+            data=data,
+            timeout=timeout,
+        )
+
+
+NotAuthorizedHook: TypeAlias = Callable[[Event, Context, NotAuthorized], Awaitable[Message]]

@@ -31,7 +31,8 @@ words a user reads are built here, from those fields, in one place.
     │   ├── InvalidGrant            the provider rejected a code or refresh token
     │   └── OAuthProviderError      any other provider failure; ``status`` and ``error`` code
     ├── ProviderError               a call to a service's API failed
-    │   ├── NotAuthorized           no usable authorization for the credential owner
+    │   ├── NotAuthorized           no usable authorization for the credential owner; ``link``
+    │   │                           and ``user_id`` say which connection and whose (when known)
     │   ├── TokenExpired            401 expired_access_token (refresh once, retry)
     │   ├── InvalidToken            401 invalid_access_token / missing_scope
     │   ├── RateLimited             429; ``retry_after`` seconds
@@ -190,7 +191,15 @@ class ProviderError(BotError):
 
 
 class NotAuthorized(ProviderError):
-    pass
+    """No usable authorization (never connected, revoked, refresh rejected). ``link`` names the
+    connection and ``user_id`` whose credentials it needed, where the raiser knows them
+    (``ctx.invoke`` always does): a handler that lets it propagate is answered with a connect
+    prompt for ``link`` and its event is kept until then (CONTRACT §10)."""
+
+    def __init__(self, message: str = "", *, link: str = "", user_id: str = "") -> None:
+        self.link = link
+        self.user_id = user_id
+        super().__init__(message or (f"`{link}` is not connected" if link else "not authorized"))
 
 
 class TokenExpired(ProviderError):

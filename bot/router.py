@@ -31,8 +31,11 @@ Subcommands of one command registered on several routers of a tree form one comm
 (``/connection help``, every usage error) and the suggestions are generated from all of them.
 
 :func:`dispatch` is the one place errors become chat replies: a :class:`~bot.errors.ChatError`
-is shown to the user as it is; anything unexpected is logged with its traceback and answered
-with a generic apology. Store outages are re-raised so the webhook answers 503 and Cliq retries.
+is shown to the user as it is; a :class:`~bot.errors.NotAuthorized` naming a connection goes to
+``ctx.on_not_authorized``, which keeps the event and answers with a connect prompt (the event is
+dispatched again once the user connects, CONTRACT §10); anything unexpected is logged with its
+traceback and answered with a generic apology. Store outages are re-raised so the webhook
+answers 503 and Cliq retries.
 
 Part of the core: this module imports neither ``handlers/`` nor aiohttp nor pymongo.
 """
@@ -50,10 +53,10 @@ from typing import TYPE_CHECKING, Final, Protocol, TypeAlias
 
 from bot.cliq.events import Event
 from bot.cliq.messages import Message, Suggestions, text
-from bot.errors import ChatError, NotAllowed, StoreUnavailable, UsageError
+from bot.errors import ChatError, NotAllowed, NotAuthorized, StoreUnavailable, UsageError
 
 if TYPE_CHECKING:
-    from bot.context import Context
+    from bot.context import Context, NotAuthorizedHook
 
 __all__ = [
     "BOT_COMMAND",
@@ -75,6 +78,7 @@ Select: TypeAlias = Callable[[Event, "Context"], "Event | None"]
 Decorator: TypeAlias = Callable[[Handler], Handler]
 
 ADMINS_ONLY: Final = "Only admins can do that; nothing was changed."
+_SORRY: Final = "Sorry, something went wrong on my side. Please try again in a minute."
 
 
 class RouterError(RuntimeError):
@@ -486,8 +490,32 @@ async def dispatch(router: Router, event: Event, ctx: Context) -> tuple[Message,
         return text(str(err)), "refused"
     except StoreUnavailable:
         raise
+    except NotAuthorized as err:
+        if err.link and ctx.on_not_authorized is not None:
+            return await _not_authorized(event, ctx, err, ctx.on_not_authorized)
+        return _failed(handler, event)
     except Exception:
-        log.exception("handler %s failed for event %s", handler.__qualname__, event.identity[:12])
-        return text(
-            "Sorry, something went wrong on my side. Please try again in a minute."
-        ), "error"
+        return _failed(handler, event)
+
+
+def _failed(handler: Handler, event: Event) -> tuple[Message, str]:
+    """Called while the handler's error is being handled: logged with its traceback."""
+    log.exception("handler %s failed for event %s", handler.__qualname__, event.identity[:12])
+    return text(_SORRY), "error"
+
+
+async def _not_authorized(
+    event: Event, ctx: Context, err: NotAuthorized, hook: NotAuthorizedHook
+) -> tuple[Message, str]:
+    """A handler let ``NotAuthorized`` for a connection propagate: the hook keeps the event
+    (as it came, before routing: it is dispatched again once the user connects) and words the
+    connect prompt (CONTRACT §10)."""
+    try:
+        return await hook(event, ctx, err), "kept"
+    except ChatError as hook_err:
+        return text(str(hook_err)), "refused"
+    except StoreUnavailable:
+        raise
+    except Exception:
+        log.exception("keeping event %s for %s failed", event.identity[:12], err.link)
+        return text(_SORRY), "error"

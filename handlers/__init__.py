@@ -10,11 +10,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bot.router import Router
-from handlers import admin, buttons, chat, commands, fallback, files, services, welcome
+from handlers import (
+    admin,
+    buttons,
+    chat,
+    commands,
+    fallback,
+    files,
+    page,
+    sample,
+    services,
+    welcome,
+)
 
 #: The built-in features, in the order they are tried; the subcommands of ``/connection`` are
 #: listed in this order too.
-FEATURES = (welcome, commands, services, admin, files, chat, buttons)
+FEATURES = (welcome, commands, services, admin, page, sample, files, chat, buttons)
 
 
 def build_router(plugins: Sequence[Router] = ()) -> Router:

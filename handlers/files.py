@@ -1,4 +1,11 @@
-"""Files sent or forwarded to the bot (CONTRACT §7): one outcome per attachment."""
+"""Files sent or forwarded to the bot (CONTRACT §7): one outcome per attachment.
+
+Nothing here writes: on the acknowledgement path ``ctx.files.accept`` stages each attachment's
+job, and the webhook writes them all, each carrying the reply this handler returns, as the
+delivery's one durable write (``bot/files/intake.py``, ``storage/events.py``). The reads —
+the published connection, the credential owner's authorization — come from memory, at most
+1 s old (``bot/cache.py``).
+"""
 
 from __future__ import annotations
 

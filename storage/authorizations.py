@@ -40,6 +40,7 @@ def _authorization(doc: Doc) -> Authorization:
         expires_at=doc.get("expires_at"),
         version=int(doc.get("version", 0)),
         pending=doc.get("pending"),
+        lifetime=doc.get("lifetime"),
     )
 
 
@@ -70,6 +71,7 @@ class Authorizations:
         expires_at: float | None,
         scope: str,
         pending: Mapping[str, Any] | None = None,
+        lifetime: float | None = None,
     ) -> Authorization:
         now = datetime.now(UTC)
         doc = await self._col.find_one_and_update(
@@ -84,6 +86,7 @@ class Authorizations:
                     "access": dict(access),
                     "refresh": dict(refresh) if refresh is not None else None,
                     "expires_at": expires_at,
+                    "lifetime": lifetime,
                     "scope": scope,
                     "pending": dict(pending) if pending is not None else None,
                     "updated_at": now,
@@ -163,9 +166,10 @@ class Authorizations:
         access: Mapping[str, Any],
         refresh: Mapping[str, Any] | None,
         expires_at: float | None,
+        lifetime: float | None = None,
     ) -> bool:
         """Write refreshed tokens if ``holder`` still holds the lease; releases it."""
-        changes: Doc = {"access": dict(access), "expires_at": expires_at}
+        changes: Doc = {"access": dict(access), "expires_at": expires_at, "lifetime": lifetime}
         if refresh is not None:
             changes["refresh"] = dict(refresh)
         result = await self._col.update_one(

@@ -74,8 +74,11 @@ class Store:
 
     @classmethod
     def open(cls, uri: str, db_name: str) -> Store:
+        from storage.monitor import StoreMonitor  # counts commands, tells caches of writes
+
         client: AsyncMongoClient[Doc] = AsyncMongoClient(
             uri,
+            event_listeners=[StoreMonitor()],
             serverSelectionTimeoutMS=_SERVER_SELECTION_MS,
             connectTimeoutMS=_SERVER_SELECTION_MS,
             # Every operation we run is small; a server that hangs must not hang a request forever.

@@ -15,7 +15,7 @@ from pymongo.errors import DuplicateKeyError
 
 from bot.errors import AlreadyExists, UnknownRecord
 from storage.base import Database, Doc, store_call
-from storage.records import Connection, ServiceRecord
+from storage.records import AuditEntry, Connection, ServiceRecord
 
 
 def _connection(doc: Doc) -> Connection:
@@ -33,10 +33,12 @@ def _connection(doc: Doc) -> Connection:
 
 
 def _service(doc: Doc) -> ServiceRecord:
+    # A record stored before a field existed reads as the code behaved then: comma-joined
+    # scopes, HTTP Basic, no extra authorize parameters.
     return ServiceRecord(
         name=doc["name"],
-        authorize_url=doc["authorize_url"],
-        token_url=doc["token_url"],
+        authorize_url=doc.get("authorize_url", ""),
+        token_url=doc.get("token_url", ""),
         client_id=doc["client_id"],
         client_secret_sealed=doc["client_secret"],
         refresh_url=doc.get("refresh_url"),
@@ -46,11 +48,18 @@ def _service(doc: Doc) -> ServiceRecord:
         param_type=doc.get("param_type", "header"),
         scope_delimiter=doc.get("scope_delimiter", ","),
         created_by=doc.get("created_by", ""),
+        authorize_params=tuple((str(k), str(v)) for k, v in doc.get("authorize_params", ())),
+        client_auth=doc.get("client_auth", "basic"),
+        default=bool(doc.get("default", False)),
     )
 
 
+_CUSTOM: Doc = {"default": {"$ne": True}}
+
+
 class ServiceRecords:
-    """Custom services (the default Dropbox service comes from configuration)."""
+    """Custom services, and the OAuth clients configured for default services of the
+    catalogue (``default: true``; Dropbox's client comes from configuration)."""
 
     def __init__(self, db: Database) -> None:
         self._col = db["services"]
@@ -73,6 +82,9 @@ class ServiceRecords:
             "scopes": list(record.scopes),
             "param_type": record.param_type,
             "scope_delimiter": record.scope_delimiter,
+            # pairs, not a document: parameter names may hold "." or "$"
+            "authorize_params": [list(pair) for pair in record.authorize_params],
+            "client_auth": record.client_auth,
             "created_by": record.created_by,
             "created_at": datetime.now(UTC),
         }
@@ -82,21 +94,56 @@ class ServiceRecords:
             raise AlreadyExists("service", record.name) from None
 
     @store_call
+    async def configure_default(
+        self, name: str, client_id: str, client_secret: Mapping[str, Any], configured_by: str
+    ) -> bool:
+        """Set the OAuth client of default service ``name``; ``False`` (and no change) when a
+        custom service holds that name."""
+        now = datetime.now(UTC)
+        try:
+            result = await self._col.update_one(
+                {"_id": name.lower(), "default": True},
+                {
+                    "$set": {
+                        "name": name.lower(),
+                        "client_id": client_id,
+                        "client_secret": dict(client_secret),
+                        "configured_by": configured_by,
+                        "configured_at": now,
+                    },
+                    "$setOnInsert": {"created_at": now},  # and default: true, from the filter
+                },
+                upsert=True,
+            )
+        except DuplicateKeyError:  # a custom service of that name exists
+            return False
+        return result.acknowledged
+
+    @store_call
     async def get(self, name: str) -> ServiceRecord | None:
+        """The custom service, or the configured default-service client, named ``name``."""
         doc = await self._col.find_one({"_id": name.lower()})
         return _service(doc) if doc else None
 
     @store_call
     async def all(self) -> list[ServiceRecord]:
-        return [_service(doc) async for doc in self._col.find().sort("_id", 1)]
+        """The custom services, by name."""
+        return [_service(doc) async for doc in self._col.find(_CUSTOM).sort("_id", 1)]
+
+    @store_call
+    async def configured_defaults(self) -> dict[str, ServiceRecord]:
+        """The clients configured for default services, by name."""
+        return {doc["_id"]: _service(doc) async for doc in self._col.find({"default": True})}
 
     @store_call
     async def remove(self, name: str) -> bool:
-        result = await self._col.delete_one({"_id": name.lower()})
+        """Remove the custom service ``name`` (never a configured default-service client)."""
+        result = await self._col.delete_one({"_id": name.lower(), **_CUSTOM})
         return result.deleted_count == 1
 
     async def every_sealed(self) -> AsyncIterator[ServiceRecord]:
-        """Every custom service, for re-sealing client secrets under a new key."""
+        """Every custom service and configured default-service client, for re-sealing client
+        secrets under a new key."""
         async for doc in self._col.find():
             yield _service(doc)
 
@@ -214,3 +261,19 @@ class AuditLog:
                 "details": details,
             }
         )
+
+    @store_call
+    async def newest(self, limit: int) -> list[AuditEntry]:
+        """The latest ``limit`` records, newest first (the connections page shows them)."""
+        cursor = self._col.find().sort([("at", -1), ("_id", -1)]).limit(limit)
+        return [
+            AuditEntry(
+                at=doc["at"],
+                actor_id=str(doc.get("actor_id", "")),
+                actor_email=str(doc.get("actor_email", "")),
+                action=str(doc.get("action", "")),
+                target=str(doc.get("target", "")),
+                details=dict(doc.get("details") or {}),
+            )
+            async for doc in cursor
+        ]

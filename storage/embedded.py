@@ -3,6 +3,12 @@
 SecantusDB is GPL, so it is never imported: we start ``python -m secantus`` with its files under
 ``BOT_DATA_DIR``, wait until it answers ``ping`` over the wire, and stop it on shutdown. The code
 talks to it exactly as to a real MongoDB; nothing depends on its quirks.
+
+It is started ``--standalone``: by default SecantusDB advertises itself as a single-node replica
+set, which only change streams and transactions need, and which makes every write cost about
+2.5 times as much (the driver sends retryable-write transaction numbers the server then tracks).
+The bot uses neither: no client sessions, no transactions, no change streams
+(``tests/storage/test_standalone.py`` checks the code for them).
 """
 
 from __future__ import annotations
@@ -74,6 +80,7 @@ class EmbeddedStore:
             str(self.storage_dir / "db"),
             "--log-level",
             "WARNING",
+            "--standalone",  # no replica-set advertisement: nothing here needs one (docstring)
         ]
         log.info("starting embedded store on %s:%s in %s", self.host, self.port, self.storage_dir)
         try:

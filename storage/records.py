@@ -25,7 +25,12 @@ def link_name(name: str) -> str:
 
 @dataclass(frozen=True)
 class ServiceRecord:
-    """A custom OAuth2 service as stored; the client secret is sealed by the vault."""
+    """A custom OAuth2 service as stored; the client secret is sealed by the vault.
+
+    ``default=True``: the OAuth client configured for a default service of the catalogue
+    (``/connection service configure``); only ``name``, ``client_id`` and the sealed secret are
+    stored then, the endpoints come from ``bot.catalogue``.
+    """
 
     name: str
     authorize_url: str
@@ -39,6 +44,9 @@ class ServiceRecord:
     param_type: str = "header"
     scope_delimiter: str = ","
     created_by: str = ""
+    authorize_params: tuple[tuple[str, str], ...] = ()
+    client_auth: str = "basic"
+    default: bool = False
 
     @property
     def key(self) -> str:
@@ -83,6 +91,7 @@ class Authorization:
     expires_at: float | None
     version: int
     pending: Mapping[str, Any] | None = None
+    lifetime: float | None = None  # the access token's lifetime (expires_in), if stated
 
     @property
     def connected(self) -> bool:
@@ -158,3 +167,16 @@ class Job:
 class Delivery:
     key: str
     reply: dict[str, Any] | None
+
+
+# -- the audit log ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    at: datetime
+    actor_id: str
+    actor_email: str
+    action: str
+    target: str
+    details: dict[str, Any]

@@ -18,12 +18,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from bot.errors import ApiError
+from bot.errors import ApiError, BotError
 
 if TYPE_CHECKING:  # the Protocol only names it: importing this module loads no HTTP client
     from bot.providers.oauth2 import Account
 
-__all__ = ["ContentHasher", "Destinations", "FileDestination", "FileMetadata"]
+__all__ = [
+    "BatchEntry",
+    "BatchResult",
+    "ContentHasher",
+    "Destinations",
+    "FileDestination",
+    "FileMetadata",
+]
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,21 @@ class FileMetadata:
     #: The destination's hash of the whole file (what the relay checks against its own).
     content_hash: str
     rev: str
+
+
+@dataclass(frozen=True)
+class BatchEntry:
+    """One file of a batch commit: its closed upload session, holding ``size`` bytes."""
+
+    session_id: str
+    size: int
+    path: str
+
+
+#: What a batch commit answers for one entry: the file's metadata, or the error that entry met
+#: (what the same failure of a single commit would raise: ``RateLimited``, ``IncorrectOffset``,
+#: ``ContentHashMismatch``, ``ApiError`` ...).
+BatchResult = FileMetadata | BotError
 
 
 class ContentHasher(Protocol):
@@ -80,6 +102,12 @@ class FileDestination(Protocol):
     :attr:`block_size`. ``content_hash`` is always the hash of the bytes of that call; the
     whole file's comes back in the :class:`FileMetadata`, for the caller to check. New files
     never replace others: a taken name gets another one (Dropbox's ``autorename``).
+
+    Many files for one account (Dropbox's advice): each file's bytes go through its own session,
+    closed on its last call (``close=True`` on :meth:`start` or :meth:`append`), sessions of
+    several files in parallel; then :meth:`finish_batch` commits up to :attr:`max_batch` of them
+    in one call. Commits (``upload``, ``finish``, ``finish_batch``) of one account go one at a
+    time; the content calls need not.
     """
 
     @property
@@ -90,6 +118,11 @@ class FileDestination(Protocol):
     @property
     def block_size(self) -> int:
         """Every chunk but the last of a session is a multiple of this; hashing resumes here."""
+        ...
+
+    @property
+    def max_batch(self) -> int:
+        """The most entries one :meth:`finish_batch` call takes."""
         ...
 
     def hasher(self, block_digests: Sequence[str] = ()) -> ContentHasher:
@@ -107,9 +140,15 @@ class FileDestination(Protocol):
         ...
 
     async def start(
-        self, access_token: str, data: bytes, *, content_hash: str | None = None
+        self,
+        access_token: str,
+        data: bytes,
+        *,
+        content_hash: str | None = None,
+        close: bool = False,
     ) -> str:
-        """Start an upload session with its first chunk; the session's id."""
+        """Start an upload session with its first chunk; the session's id. ``close``: that
+        chunk is the whole file (for :meth:`finish_batch`)."""
         ...
 
     async def append(
@@ -120,8 +159,10 @@ class FileDestination(Protocol):
         data: bytes,
         *,
         content_hash: str | None = None,
+        close: bool = False,
     ) -> None:
-        """Add ``data`` to the session at ``offset`` (the bytes it holds so far)."""
+        """Add ``data`` to the session at ``offset`` (the bytes it holds so far); ``close``:
+        the last bytes of the file (for :meth:`finish_batch`)."""
         ...
 
     async def finish(
@@ -135,6 +176,13 @@ class FileDestination(Protocol):
         content_hash: str,
     ) -> FileMetadata:
         """Add the last bytes at ``offset`` and commit the session's file to ``path``."""
+        ...
+
+    async def finish_batch(
+        self, access_token: str, entries: Sequence[BatchEntry]
+    ) -> list[BatchResult]:
+        """Commit closed sessions, in order: one result per entry. An error of the whole call
+        (``TokenExpired``, ``RateLimited``, ``ServerError`` ...) is raised instead."""
         ...
 
     def session_gone(self, error: ApiError) -> bool:

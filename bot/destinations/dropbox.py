@@ -21,23 +21,33 @@ never stored on the client, logged, or put into an exception message.
 
 from __future__ import annotations
 
-import io
+import asyncio
 import json
 import logging
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import aiohttp
+from aiohttp.abc import AbstractStreamWriter
 
-from bot.destinations.base import FileMetadata
+from bot.destinations.base import BatchEntry, BatchResult, FileMetadata
 from bot.destinations.dropbox_wire import (
     BLOCK_SIZE,
     ContentHasher,
     encode_api_arg,
+    entry_error,
     error_from_response,
     session_gone,
 )
-from bot.errors import ApiError, InvalidGrant, InvalidToken, ServerError, TokenExpired
+from bot.errors import (
+    ApiError,
+    InvalidGrant,
+    InvalidToken,
+    RateLimited,
+    ServerError,
+    TokenExpired,
+)
 from bot.providers.oauth2 import Account
 
 if TYPE_CHECKING:
@@ -67,6 +77,18 @@ _UPLOAD_MODE: Final[dict[str, Any]] = {
     "mute": False,
     "strict_conflict": False,
 }
+#: Upload bodies go to the connection in pieces of this size.
+_BODY_PIECE: Final = 1024 * 1024
+#: ``upload_session/finish_batch_v2`` takes at most this many entries per call.
+MAX_BATCH: Final = 1000
+_FINISH_BATCH: Final = "/2/files/upload_session/finish_batch_v2"
+_BATCH_CHECK: Final = "/2/files/upload_session/finish_batch/check"
+#: Polling an asynchronous batch job: the first pause, the longest, and how long in all.
+_POLL_FIRST: Final = 0.05
+_POLL_MAX: Final = 1.0
+_POLL_LIMIT: Final = 600.0
+#: Failed checks of a batch job (5xx, 429) tried again before giving up (a check is a read).
+_POLL_RETRIES: Final = 5
 #: FileMetadata's fields in order, with the JSON type each must have.
 _METADATA_FIELDS: Final = (
     ("name", str),
@@ -76,6 +98,40 @@ _METADATA_FIELDS: Final = (
     ("content_hash", str),
     ("rev", str),
 )
+
+
+class _Body(aiohttp.payload.Payload):
+    """The bytes of one content call, written in views of ``_BODY_PIECE`` bytes: nothing is
+    copied (aiohttp's ``BytesIOPayload`` copies the whole buffer, then again in 64 KiB reads),
+    and the connection drains between pieces, so the loop is never held for long."""
+
+    _value: bytes
+    _autoclose = True
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data, content_type="application/octet-stream")
+
+    @property
+    def size(self) -> int:
+        return len(self._value)
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        return self._value.decode(encoding, errors)
+
+    async def as_bytes(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        return self._value
+
+    async def write(self, writer: AbstractStreamWriter) -> None:
+        await self.write_with_length(writer, None)
+
+    async def write_with_length(
+        self, writer: AbstractStreamWriter, content_length: int | None
+    ) -> None:
+        view = memoryview(self._value)
+        if content_length is not None:
+            view = view[:content_length]
+        for start in range(0, len(view), _BODY_PIECE):
+            await writer.write(view[start : start + _BODY_PIECE])
 
 
 class DropboxDestination:
@@ -107,6 +163,10 @@ class DropboxDestination:
     @property
     def block_size(self) -> int:
         return BLOCK_SIZE
+
+    @property
+    def max_batch(self) -> int:
+        return MAX_BATCH
 
     def hasher(self, block_digests: Sequence[str] = ()) -> ContentHasher:
         """Dropbox's ``content_hash``, resumed after ``block_digests`` 4 MiB blocks."""
@@ -152,19 +212,25 @@ class DropboxDestination:
         return _file_metadata(result, "/2/files/upload")
 
     async def start(
-        self, access_token: str, data: bytes, *, content_hash: str | None = None
+        self,
+        access_token: str,
+        data: bytes,
+        *,
+        content_hash: str | None = None,
+        close: bool = False,
     ) -> str:
         """Start a *sequential* upload session carrying the first chunk; returns its id.
 
         ``content_hash``, when given, is that of ``data`` (the bytes of this call); Dropbox
-        refuses the call with ``content_hash_mismatch`` if what arrived differs.
+        refuses the call with ``content_hash_mismatch`` if what arrived differs. ``close``:
+        ``data`` is the whole file, to be committed by :meth:`finish_batch`.
 
         Sequential, not concurrent: the relay sends chunks one after another anyway (one write
         at a time per account, as Dropbox asks), a sequential session lets the finish call carry
         the last chunk, and its offsets are checked strictly, so ``incorrect_offset`` tells
         exactly how much Dropbox holds and an interrupted upload can resume from there.
         """
-        arg: dict[str, Any] = {"close": False, "session_type": "sequential"}
+        arg: dict[str, Any] = {"close": close, "session_type": "sequential"}
         if content_hash is not None:
             arg["content_hash"] = content_hash
         result = await self._content("/2/files/upload_session/start", access_token, arg, data)
@@ -182,11 +248,13 @@ class DropboxDestination:
         data: bytes,
         *,
         content_hash: str | None = None,
+        close: bool = False,
     ) -> None:
-        """Append ``data`` at ``offset``; ``content_hash``, when given, is that of ``data``."""
+        """Append ``data`` at ``offset``; ``content_hash``, when given, is that of ``data``.
+        ``close``: the last bytes of the file, to be committed by :meth:`finish_batch`."""
         arg: dict[str, Any] = {
             "cursor": {"session_id": session_id, "offset": offset},
-            "close": False,
+            "close": close,
         }
         if content_hash is not None:
             arg["content_hash"] = content_hash
@@ -216,7 +284,72 @@ class DropboxDestination:
         result = await self._content("/2/files/upload_session/finish", access_token, arg, data)
         return _file_metadata(result, "/2/files/upload_session/finish")
 
+    async def finish_batch(
+        self, access_token: str, entries: Sequence[BatchEntry]
+    ) -> list[BatchResult]:
+        """``upload_session/finish_batch_v2``: commit closed sessions, one result per entry.
+
+        An RPC call on the API host. Dropbox answers the entries' results in order (SDK 12:
+        ``UploadSessionFinishBatchResult``); an answer naming an ``async_job_id`` instead (the
+        shape of the older ``finish_batch``: ``UploadSessionFinishBatchLaunch``) is polled at
+        ``upload_session/finish_batch/check`` until complete. Each ``failure`` is mapped as
+        the same failure of a single finish would be (:func:`~bot.destinations.dropbox_wire.
+        entry_error`). The call itself is not repeated here: its errors are raised.
+        """
+        if not entries or len(entries) > MAX_BATCH:
+            raise ValueError(f"a batch commit takes 1 to {MAX_BATCH} entries")
+        arg = {
+            "entries": [
+                {
+                    "cursor": {"session_id": entry.session_id, "offset": entry.size},
+                    "commit": {"path": entry.path, **_UPLOAD_MODE},
+                }
+                for entry in entries
+            ]
+        }
+        result = await self._rpc_json(_FINISH_BATCH, access_token, arg, self._content_timeout)
+        body = _as_dict(result, _FINISH_BATCH)
+        if body.get(".tag") == "async_job_id":
+            body = await self._await_batch(access_token, body.get("async_job_id"))
+        return _batch_results(body, len(entries))
+
+    async def _await_batch(self, access_token: str, job_id: object) -> dict[str, Any]:
+        """Poll an asynchronous batch commit until it is complete: its result body."""
+        if not isinstance(job_id, str) or not job_id:
+            raise ApiError(f"{_FINISH_BATCH}: an async job without an id", status=200)
+        pause, failures = _POLL_FIRST, 0
+        deadline = time.monotonic() + _POLL_LIMIT
+        while True:
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, _POLL_MAX)
+            try:
+                result = await self._rpc_json(
+                    _BATCH_CHECK, access_token, {"async_job_id": job_id}, self._rpc_timeout
+                )
+            except (ServerError, RateLimited):
+                failures += 1
+                if failures > _POLL_RETRIES:
+                    raise
+                continue
+            body = _as_dict(result, _BATCH_CHECK)
+            if body.get(".tag") != "in_progress":
+                return body
+            if time.monotonic() > deadline:
+                raise ServerError(f"{_BATCH_CHECK}: still in progress after {_POLL_LIMIT:g} s")
+
     # -- plumbing -------------------------------------------------------------------------------
+
+    async def _rpc_json(
+        self, endpoint: str, access_token: str, arg: object, timeout: aiohttp.ClientTimeout
+    ) -> object:
+        return await self._request(
+            self._api_url,
+            endpoint,
+            access_token,
+            timeout,
+            data=json.dumps(arg).encode(),
+            content_type="application/json",
+        )
 
     async def _content(
         self, endpoint: str, access_token: str, arg: dict[str, Any], data: bytes
@@ -226,9 +359,7 @@ class DropboxDestination:
             endpoint,
             access_token,
             self._content_timeout,
-            # BytesIO, not bytes: aiohttp then writes the body in pieces, yielding to the loop
-            # (and warns about raw bytes over 1 MiB). It shares the buffer; nothing is copied.
-            data=io.BytesIO(data),
+            data=_Body(data),
             content_type="application/octet-stream",
             api_arg=encode_api_arg(arg),
         )
@@ -240,7 +371,7 @@ class DropboxDestination:
         access_token: str,
         timeout: aiohttp.ClientTimeout,
         *,
-        data: bytes | io.BytesIO | None = None,
+        data: bytes | _Body | None = None,
         content_type: str | None = None,
         api_arg: str | None = None,
     ) -> object:
@@ -348,6 +479,25 @@ def _text(value: object) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return value if isinstance(value, str) else ""
+
+
+def _batch_results(body: dict[str, Any], count: int) -> list[BatchResult]:
+    """The entries of a complete ``UploadSessionFinishBatchResult``, one per entry sent."""
+    raw = body.get("entries")
+    if body.get(".tag") not in (None, "complete") or not isinstance(raw, list):
+        raise ApiError(f"{_FINISH_BATCH}: unexpected response shape", status=200)
+    if len(raw) != count:
+        raise ApiError(f"{_FINISH_BATCH}: {len(raw)} results for {count} entries", status=200)
+    results: list[BatchResult] = []
+    for item in raw:
+        tag = item.get(".tag") if isinstance(item, dict) else None
+        if tag == "success":
+            results.append(_file_metadata(item, _FINISH_BATCH))
+        elif tag == "failure":
+            results.append(entry_error(item.get("failure")))
+        else:
+            results.append(ApiError(f"{_FINISH_BATCH}: an entry of kind {tag!r}", status=200))
+    return results
 
 
 def _file_metadata(result: object, endpoint: str) -> FileMetadata:

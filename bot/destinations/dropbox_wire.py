@@ -6,7 +6,9 @@
   0x7F escaped too).
 * :func:`session_gone` tells an upload session Dropbox no longer knows (expired, closed).
 * :func:`error_from_response` maps a Dropbox error response onto :mod:`bot.errors` (a 429's wait
-  through :func:`bot.retry.retry_after`: the header, else the body's ``retry_after``).
+  through :func:`bot.retry.retry_after`: the header, else the body's ``retry_after``);
+  :func:`entry_error` maps the ``failure`` of one ``upload_session/finish_batch`` entry the same
+  way, as if that file had been committed alone.
 """
 
 from __future__ import annotations
@@ -33,11 +35,15 @@ __all__ = [
     "ContentHasher",
     "content_hash",
     "encode_api_arg",
+    "entry_error",
     "error_from_response",
     "session_gone",
 ]
 
 BLOCK_SIZE = 4 * 1024 * 1024
+#: How long a batch entry refused with ``too_many_write_operations`` waits: Dropbox names no
+#: time there (the account's other writes hold its lock), so a short one, then the next commit.
+ENTRY_RETRY_AFTER = 1.0
 
 
 class ContentHasher:
@@ -201,6 +207,30 @@ def error_from_response(status: int, headers: Mapping[str, str], body: bytes) ->
         text = _short_text(body)
         message = f"Dropbox API error {status}" + (f": {text}" if text else "")
     return ApiError(message, status=status, summary=summary)
+
+
+def _tag_chain(error: object) -> list[str]:
+    """The tags of a nested Dropbox union: ``lookup_failed`` → ``incorrect_offset`` ..."""
+    tags: list[str] = []
+    while isinstance(error, dict) and (tag := _tag(error)) and len(tags) < 8:
+        tags.append(tag)
+        error = error.get(tag)
+    return tags
+
+
+def entry_error(failure: object) -> BotError:
+    """The error of one ``finish_batch`` entry (an ``UploadSessionFinishError``), as the same
+    failure of a single ``upload_session/finish`` would be: ``too_many_write_operations`` →
+    :class:`~bot.errors.RateLimited`, ``lookup_failed/incorrect_offset`` →
+    :class:`~bot.errors.IncorrectOffset`, ``content_hash_mismatch``, else
+    :class:`~bot.errors.ApiError` with the summary the tags make (``lookup_failed/not_found/``:
+    the session is gone)."""
+    tags = _tag_chain(failure)
+    if tags[:1] == ["too_many_write_operations"]:
+        return RateLimited(ENTRY_RETRY_AFTER, message="too_many_write_operations")
+    summary = "/".join(tags) + "/" if tags else "other/"
+    body = json.dumps({"error_summary": summary, "error": failure}).encode()
+    return error_from_response(409, {}, body)
 
 
 def session_gone(error: ApiError) -> bool:

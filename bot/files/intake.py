@@ -1,7 +1,23 @@
 """Intake of attachments and the chat-facing queries of the file flow (CONTRACT §7).
 
-Intake answers at once (the webhook must reply well under 3 s): it records a durable job and
-kicks the worker (:mod:`bot.files.worker`), which keeps or uploads the file afterwards.
+Intake answers at once (the webhook must reply well under 3 s): it makes a durable job and kicks
+the worker (:mod:`bot.files.worker`), which keeps or uploads the file afterwards.
+
+How the job is written, and how the reply is stored on it in the same write: on the
+acknowledgement path (a webhook delivery is open, :func:`storage.events.current_delivery`)
+:meth:`FileIntake.accept` does not write. It decides what happens to the attachment from reads
+served from memory (the authorization's state, ``bot/cache.py``), *stages* the job on the
+delivery and answers the line of the reply as if the job were new. The file handler composes the
+reply from those lines and returns it; the webhook then writes every staged job of the message,
+each carrying that reply and the event's identity, as one coalesced ``insert_many``
+(:meth:`storage.events.ProcessedEvents.commit`) — the one durable write of the delivery — and
+the worker is kicked once it is written. If a job exists already, the commit tells whether it was
+this event (a duplicate delivery: the stored first reply is the answer) or another event carrying
+the same attachment; then the webhook dispatches once more with those jobs marked as *held*, and
+``accept`` answers "I have this file already" for them.
+
+Outside a delivery (no webhook: e.g. a test or a tool calling it directly) ``accept`` writes the
+job at once, as one insert.
 """
 
 from __future__ import annotations
@@ -17,8 +33,9 @@ from bot.files import wording
 from bot.files.names import clean_name, human_size
 from bot.files.worker import UploadWorker
 from storage.authorizations import Authorizations
+from storage.events import current_delivery
 from storage.records import ACTIVE, KEEP, QUEUED, Connection, Job
-from storage.uploads import UploadJobs
+from storage.uploads import NewJob, UploadJobs
 
 __all__ = ["FileIntake"]
 
@@ -42,9 +59,9 @@ class FileIntake:
         self, event: Event, attachment: Attachment, conn: Connection, credential_user: str
     ) -> Intake:
         name = clean_name(attachment.name)
-        auth = await self.authorizations.get(conn.link, credential_user)
+        auth = await self.authorizations.get(conn.link, credential_user)  # from memory: bot/cache
         authorized = auth is not None and auth.connected
-        job = await self.jobs.create(
+        job = NewJob(
             sender_id=event.user.id,
             attachment_id=attachment.id,
             connection=conn.link,
@@ -53,9 +70,8 @@ class FileIntake:
             url=attachment.url,
             state=QUEUED if authorized else KEEP,
         )
-        if job is None:
+        if not await self._take(job):
             return Intake(wording.already_have(name))
-        self.worker.kick()
         if authorized:
             place = await self.worker.destination(conn)
             title = place.title if place is not None else conn.service
@@ -63,6 +79,19 @@ class FileIntake:
             return Intake(wording.upload_started(name, title, own=own))
         ttl = words(self.settings.kept_file_ttl)
         return Intake(wording.kept(name, ttl), needs_connect=True)
+
+    async def _take(self, job: NewJob) -> bool:
+        """Stage ``job`` on the open delivery (written with the reply), or outside one write it
+        now; ``False`` if the attachment has a job already (as far as is known here)."""
+        delivery = current_delivery()
+        if delivery is None:
+            created = await self.jobs.add(job) is not None
+            if created:
+                self.worker.kick()
+            return created
+        if job.id in delivery.held:
+            return False
+        return delivery.stage_job(job, on_written=self.worker.kick)
 
     async def status_lines(self, user_id: str) -> list[str]:
         jobs = await self.jobs.of_sender(user_id, ACTIVE)

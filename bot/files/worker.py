@@ -1,13 +1,24 @@
 """The upload worker (CONTRACT §7): it keeps and uploads the files intake accepted.
 
-It runs in every ``serve`` process and claims jobs with a lease:
+It runs in every ``serve`` process and claims jobs with a lease (:mod:`storage.uploads`):
 
-- ``keep`` jobs download the attachment into the store (its URL expires) and then wait for the
-  credential owner to connect;
-- ``queued`` jobs stream to the connection's file destination (picked from
-  :class:`~bot.destinations.base.Destinations` by its service kind) through
-  :func:`~bot.destinations.relay.relay_upload`, one at a time per account, saving progress so a
-  restarted process resumes the same upload session.
+- **upload slots** (``BOT_UPLOAD_CONCURRENCY``) claim ``queued`` jobs of one account at a time,
+  up to ``BOT_UPLOAD_BATCH`` in one claim, and stream each file to the connection's destination
+  (picked from :class:`~bot.destinations.base.Destinations` by its service kind) through
+  :func:`~bot.destinations.relay.relay_upload`, saving progress at chunk boundaries so a
+  restarted process resumes the same upload session. A lone file goes up as before; files of a
+  batch go up in parallel, each through its own session closed on its one call, and are
+  committed together (:mod:`bot.destinations.batch`: ``finish_batch``, Dropbox's way for many
+  files). Commits of one account go one at a time, across processes (its commit lock); the
+  contents do not wait for it.
+- **the fetch slot** downloads attachments into the store (their URLs expire): ``keep`` jobs,
+  which then wait for the credential owner to connect, and queued jobs that have been due for
+  ``BOT_PREFETCH_AFTER`` seconds without starting (a backlog), which then upload from the store.
+- **one heartbeat** renews every lease and commit lock this process holds, in one write each.
+
+A batch costs the store about the same few round trips whatever its size: one read and one
+write to claim it, one read of the connection and one of the authorization, one lock and one
+unlock per commit, and coalesced writes (:mod:`storage.batching`) for the jobs' outcomes.
 
 Each outcome is posted to the sender through Cliq.
 
@@ -26,7 +37,8 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -38,8 +50,16 @@ from bot.cliq.events import CliqUser
 from bot.cliq.messages import Message, text
 from bot.config import Settings
 from bot.context import Notifier, ServiceCatalog
-from bot.destinations.base import Destinations, FileDestination, FileMetadata
-from bot.destinations.relay import RetryPolicy, UploadProgress, relay_upload
+from bot.destinations.base import BatchEntry, Destinations, FileDestination, FileMetadata
+from bot.destinations.batch import AccountCommits, CommitGroups
+from bot.destinations.relay import (
+    Commits,
+    RetryPolicy,
+    SharedTokens,
+    TokenSource,
+    UploadProgress,
+    relay_upload,
+)
 from bot.durations import words
 from bot.errors import (
     BotError,
@@ -75,11 +95,47 @@ _ERROR_BACKOFF: Final = (5.0, 30.0, 120.0)
 _MAX_CLAIM_BACKOFF: Final = 60.0
 #: Pause before a job whose provider failed runs again, per attempt so far.
 _PROVIDER_RETRY_STEP: Final = 30.0
+#: Files of a batch up to this size go up through one closed session each, committed together.
+_BATCH_FILE_BYTES: Final = 4 * 1024 * 1024
+#: Files of batches being transferred at once in this process (each at most the size above in
+#: memory); a file waiting for its commit holds no place.
+_BATCH_TRANSFERS: Final = 16
+#: Attachments the fetch slot downloads into the store at once.
+_FETCH_BATCH: Final = 32
+#: Waiting for an account's commit lock that another process holds: first pause, longest.
+_LOCK_PAUSE: Final = (0.02, 0.5)
+
+
+@dataclass(frozen=True)
+class _Account:
+    """What the jobs of one claim share: their connection, destination, tokens, commits."""
+
+    conn: Connection | None
+    place: FileDestination | None
+    tokens: TokenSource
+    group: AccountCommits | None
+    batched: bool
+
+
+class _Transfer:
+    """A batched upload's commits: its transfer place is given back once its bytes are up."""
+
+    def __init__(self, commits: Commits, release: Callable[[], None]) -> None:
+        self._commits = commits
+        self._release = release
+
+    def exclusive(self) -> AbstractAsyncContextManager[None]:
+        return self._commits.exclusive()
+
+    async def commit(self, access_token: str, entry: BatchEntry) -> FileMetadata:
+        self._release()
+        return await self._commits.commit(access_token, entry)
 
 
 @dataclass(kw_only=True, eq=False, repr=False)
 class UploadWorker:
-    """Upload slots and housekeeping, as one task between :meth:`start` and :meth:`stop`.
+    """Upload slots, the fetch slot, the heartbeat and housekeeping, as one task between
+    :meth:`start` and :meth:`stop`.
 
     Built from the parts below (``create_app`` passes each); the rest is its own state.
     """
@@ -101,9 +157,21 @@ class UploadWorker:
     _wake: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     #: Bytes committed so far of each job this process uploads (``status`` shows them).
     _live: dict[str, int] = field(init=False, default_factory=dict)
+    #: The jobs this process holds a lease on, with the slot holding it (the heartbeat's list).
+    _leases: dict[str, str] = field(init=False, default_factory=dict)
+    #: The accounts whose commit lock this process holds.
+    _locks_held: set[str] = field(init=False, default_factory=set)
+    _claiming: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
+    _transfers: asyncio.Semaphore = field(
+        init=False, default_factory=lambda: asyncio.Semaphore(_BATCH_TRANSFERS)
+    )
+    _commits: CommitGroups = field(init=False)
     _stopping: bool = field(init=False, default=False)
     _stop_event: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _runner: asyncio.Task[None] | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self._commits = CommitGroups(self._commit_lock)
 
     # -- what intake uses --
 
@@ -123,7 +191,8 @@ class UploadWorker:
     # -- the task --
 
     def start(self, concurrency: int) -> None:
-        """Start ``concurrency`` upload slots and the housekeeping as one task, until ``stop``."""
+        """Start ``concurrency`` upload slots, the fetch slot, the heartbeat and the
+        housekeeping as one task, until ``stop``."""
         if self._runner is not None:
             raise RuntimeError("the upload worker is running already")
         self._stopping = False
@@ -162,10 +231,19 @@ class UploadWorker:
             log.error("the upload worker ended before it was stopped")
 
     async def _run(self, concurrency: int) -> None:
-        async with asyncio.TaskGroup() as group:
-            for index in range(concurrency):
-                group.create_task(self._slot(index), name=f"upload-slot-{index}")
-            group.create_task(self._housekeeping(), name="upload-housekeeping")
+        try:
+            async with asyncio.TaskGroup() as group:
+                for index in range(concurrency):
+                    slot = self._slot(
+                        f"upload slot {index}", self._claim_uploads, self._run_uploads
+                    )
+                    group.create_task(slot, name=f"upload-slot-{index}")
+                fetch = self._slot("fetch slot", self._claim_fetches, self._run_fetches)
+                group.create_task(fetch, name="upload-fetch")
+                group.create_task(self._heartbeat(), name="upload-heartbeat")
+                group.create_task(self._housekeeping(), name="upload-housekeeping")
+        finally:
+            await self._commits.close()
 
     async def _idle(self, seconds: float) -> None:
         if self._stopping:
@@ -176,19 +254,26 @@ class UploadWorker:
 
     # -- slots --
 
-    async def _slot(self, index: int) -> None:
-        holder = f"{self._holder}-{index}"  # leases and account locks belong to one slot
+    async def _slot(
+        self,
+        name: str,
+        claim: Callable[[str], Awaitable[list[Job]]],
+        run: Callable[[list[Job], str], Awaitable[None]],
+    ) -> None:
+        """Claim jobs and run them, until stopped; leases belong to the slot (``holder``)."""
+        holder = f"{self._holder}-{name.replace(' ', '-')}"
         claim_errors = 0
         while not self._stopping:
             try:
-                job = await self.jobs.claim(holder, self.lease_seconds, (QUEUED, KEEP))
+                async with self._claiming:  # this process's slots claim one after another
+                    jobs = await claim(holder)
             except StoreUnavailable as err:
-                log.warning("upload slot %s: %s", index, err)
-                job = None
+                log.warning("%s: %s", name, err)
+                jobs = []
             except Exception:
                 # Supervision: a claim that fails otherwise (e.g. a malformed job document, set
                 # aside by the store) is logged and counted; the slot tries again after a pause.
-                log.exception("upload slot %s could not claim a job", index)
+                log.exception("%s could not claim a job", name)
                 self.metrics.worker_errors.inc(stage="claim")
                 claim_errors += 1
                 pause = backoff(
@@ -197,26 +282,34 @@ class UploadWorker:
                 await self._idle(pause)
                 continue
             claim_errors = 0
-            if job is None:
+            if not jobs:
                 await self._idle(self.poll_seconds)
                 continue
             self._wake.set()  # there may be more: let another slot look
-            stage = "keep" if job.state == KEEP else "upload"
+            self._leases.update((job.id, holder) for job in jobs)
             try:
-                await self._run_job(job, holder, stage)
-            except Exception:
-                # Reporting the job's own error failed too (e.g. the message could not be
-                # built): logged and counted; the job runs again when its lease lapses.
-                log.exception("upload slot %s: job %s could not be settled", index, job.id)
-                self.metrics.worker_errors.inc(stage=stage)
+                await run(jobs, holder)
+            finally:
+                for job in jobs:
+                    self._leases.pop(job.id, None)
 
-    async def _run_job(self, job: Job, holder: str, stage: str) -> None:
-        heartbeat = asyncio.create_task(self._heartbeat(job, holder))
+    async def _settle(
+        self, job: Job, holder: str, stage: str, body: Callable[[Job, str], Awaitable[None]]
+    ) -> None:
+        """Run one job under supervision; nothing it raises reaches the slot."""
         try:
-            if job.state == KEEP:
-                await self._keep(job, holder)
-            else:
-                await self._upload(job, holder)
+            await self._run_job(job, holder, stage, body)
+        except Exception:
+            # Reporting the job's own error failed too (e.g. the message could not be built):
+            # logged and counted; the job runs again when its lease lapses.
+            log.exception("job %s could not be settled", job.id)
+            self.metrics.worker_errors.inc(stage=stage)
+
+    async def _run_job(
+        self, job: Job, holder: str, stage: str, body: Callable[[Job, str], Awaitable[None]]
+    ) -> None:
+        try:
+            await body(job, holder)
         except StoreUnavailable as err:
             log.warning("job %s paused, the store does not answer: %s", job.id, err)
         except Exception as exc:
@@ -226,7 +319,6 @@ class UploadWorker:
             self.metrics.worker_errors.inc(stage=stage)
             await self._unexpected(job, holder, exc)
         finally:
-            heartbeat.cancel()
             self._live.pop(job.id, None)
 
     async def _unexpected(self, job: Job, holder: str, exc: Exception) -> None:
@@ -247,13 +339,39 @@ class UploadWorker:
         log.warning("job %s failed after %s attempts: %s", job.id, job.attempts + 1, reason)
         await self._notify(job, wording.internal_failure(job))
 
-    async def _heartbeat(self, job: Job, holder: str) -> None:
-        while True:
-            await asyncio.sleep(self.lease_seconds / 4)
+    # -- leases and commit locks --
+
+    async def _heartbeat(self) -> None:
+        """Renew every lease and commit lock of this process: one write each, whatever the
+        number of jobs."""
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop_event.wait(), self.lease_seconds / 4)
+            leases, locks = dict(self._leases), sorted(self._locks_held)
             try:
-                await self.jobs.renew(job, holder, self.lease_seconds)
-            except StoreError:
-                log.warning("could not renew the lease of job %s", job.id)
+                if leases:
+                    await self.jobs.renew_leases(leases, self.lease_seconds)
+                if locks:
+                    await self.jobs.renew_locks(locks, self._holder, self.lease_seconds)
+            except StoreError as err:
+                log.warning("could not renew %s leases: %s", len(leases), err)
+
+    @contextlib.asynccontextmanager
+    async def _commit_lock(self, key: str) -> AsyncIterator[None]:
+        """The commit lock of account ``key`` across processes, waited for if need be."""
+        pause = _LOCK_PAUSE[0]
+        while not await self.jobs.lock(key, self._holder, self.lease_seconds):
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, _LOCK_PAUSE[1])
+        self._locks_held.add(key)
+        try:
+            yield
+        finally:
+            self._locks_held.discard(key)
+            try:
+                await self.jobs.unlock(key, self._holder)
+            except StoreError as err:  # the commit stands; the lock lapses with its lease
+                log.warning("could not release the commit lock of %s: %s", key, err)
 
     # -- housekeeping --
 
@@ -283,10 +401,27 @@ class UploadWorker:
                 waited = words(self.settings.kept_file_ttl)
                 await self._notify(job, wording.expired(job.name, waited))
 
-    # -- keep --
+    # -- fetching into the store: keep jobs, and uploads a backlog holds up --
+
+    async def _claim_fetches(self, holder: str) -> list[Job]:
+        jobs = await self.jobs.claim_batch(holder, self.lease_seconds, KEEP, limit=_FETCH_BATCH)
+        if jobs:
+            return jobs
+        return await self.jobs.claim_prefetch(
+            holder,
+            self.lease_seconds,
+            older_than=self.settings.prefetch_after,
+            limit=_FETCH_BATCH,
+        )
+
+    async def _run_fetches(self, jobs: list[Job], holder: str) -> None:
+        async with asyncio.TaskGroup() as group:
+            for job in jobs:
+                group.create_task(self._settle(job, holder, "keep", self._keep))
 
     async def _keep(self, job: Job, holder: str) -> None:
-        """Download the attachment into the store, then wait for (or go straight to) upload."""
+        """Download the attachment into the store. A kept file then waits for (or goes
+        straight to) its upload; a queued one fetched ahead uploads from the store."""
         await self.jobs.delete_kept(job.kept_file)
         limit = self.settings.max_file_bytes
         source = HttpSource(self.http, job.url, limit)
@@ -298,26 +433,83 @@ class UploadWorker:
         except (SourceError, FileTooLarge) as err:
             await self._source_failed(job, holder, err)
             return
-        auth = await self.authorizations.get(job.connection, job.credential_user)
-        next_state = QUEUED if auth is not None and auth.connected else WAITING
-        await self.jobs.finish(job, holder, next_state, kept_file=kept_file, size=size)
-        if next_state == QUEUED:
+        if job.state == QUEUED:  # its place in the queue stays: due since it was made
+            next_state, due = QUEUED, {"not_before": job.created_at}
+            log.info("job %s waited for its upload: its file is in the store now", job.id)
+        else:
+            auth = await self.authorizations.get(job.connection, job.credential_user)
+            next_state = QUEUED if auth is not None and auth.connected else WAITING
+            due = {}
+        fields = {"kept_file": kept_file, "size": size, **due}
+        if not await self.jobs.finish(job, holder, next_state, **fields):
+            await self.jobs.delete_kept(kept_file)  # the job moved on meanwhile
+        elif next_state == QUEUED:
             self._wake.set()
 
     # -- upload --
 
-    async def _upload(self, job: Job, holder: str) -> None:
+    async def _claim_uploads(self, holder: str) -> list[Job]:
+        limit = max(1, self.settings.upload_batch)
+        return await self.jobs.claim_batch(holder, self.lease_seconds, QUEUED, limit=limit)
+
+    async def _run_uploads(self, jobs: list[Job], holder: str) -> None:
+        """Upload the claimed jobs (all of one account): alone, or as a batch."""
+        first = jobs[0]
+        try:
+            conn = await self.connections.get(first.connection)
+            place = await self.destination(conn) if conn is not None else None
+        except StoreUnavailable as err:  # their leases lapse; they are claimed again
+            log.warning("%s jobs paused, the store does not answer: %s", len(jobs), err)
+            return
+        except Exception as exc:  # e.g. a malformed connection: each job's supervision decides
+            error = exc
+
+            async def fail(job: Job, holder: str) -> None:
+                raise error
+
+            for job in jobs:
+                await self._settle(job, holder, "upload", fail)
+            return
+        # One token read (and at most one refresh) for all the requests of these uploads.
+        shared = SharedTokens(self.accounts.tokens(first.connection, first.credential_user))
+        if len(jobs) == 1 or place is None:
+            for job in jobs:
+                acct = _Account(conn, place, shared, None, batched=False)
+                await self._with_commits(job, holder, acct)
+            return
+        log.info("uploading %s files of %s together", len(jobs), first.account_key)
+        with self._commits.using(first.account_key, place) as group:
+            acct = _Account(conn, place, shared, group, batched=True)
+            async with asyncio.TaskGroup() as tasks:
+                for job in jobs:
+                    tasks.create_task(self._settle(job, holder, "upload", self._uploader(acct)))
+
+    async def _with_commits(self, job: Job, holder: str, acct: _Account) -> None:
+        """A lone upload, with its account's commit turn when it commits."""
+        if acct.place is None:
+            await self._settle(job, holder, "upload", self._uploader(acct))
+            return
+        with self._commits.using(job.account_key, acct.place) as group:
+            alone = _Account(acct.conn, acct.place, acct.tokens, group, batched=False)
+            await self._settle(job, holder, "upload", self._uploader(alone))
+
+    def _uploader(self, acct: _Account) -> Callable[[Job, str], Awaitable[None]]:
+        async def upload(job: Job, holder: str) -> None:
+            await self._upload(job, holder, acct)
+
+        return upload
+
+    async def _upload(self, job: Job, holder: str, acct: _Account) -> None:
         started = time.monotonic()
-        conn = await self.connections.get(job.connection)
+        conn, place = acct.conn, acct.place
         if conn is None:  # deleted, and its authorizations with it
             await self._lost_authorization(job, holder, None, "")
             return
-        place = await self.destination(conn)
-        if place is None:
+        if place is None or acct.group is None:
             await self._failed(job, Conflict(f"files cannot land in {conn.service}"), holder)
             return
         try:
-            meta = await self._relay(job, holder, place)
+            meta = await self._transfer(job, holder, acct, acct.group)
         except NotAuthorized:
             await self._lost_authorization(job, holder, conn, place.title)
             return
@@ -334,8 +526,32 @@ class UploadWorker:
             return
         await self._saved(job, holder, meta, place.title, started)
 
-    async def _relay(self, job: Job, holder: str, place: FileDestination) -> FileMetadata:
-        """Stream the job's file (kept, or from its URL) to ``place``, saving progress."""
+    async def _transfer(
+        self, job: Job, holder: str, acct: _Account, group: AccountCommits
+    ) -> FileMetadata:
+        """The relay of one job: a batched one holds one of the process's transfer places
+        until its bytes are up (then it waits for its commit without one)."""
+        if not acct.batched:
+            with group.upload(expect=False) as commits:
+                return await self._relay(job, holder, acct, commits)
+        with group.upload(expect=True) as commits:
+            await self._transfers.acquire()
+            held = True
+
+            def release() -> None:
+                nonlocal held
+                if held:
+                    held = False
+                    self._transfers.release()
+
+            try:
+                return await self._relay(job, holder, acct, _Transfer(commits, release))
+            finally:
+                release()
+
+    async def _relay(self, job: Job, holder: str, acct: _Account, commits: Commits) -> FileMetadata:
+        """Stream the job's file (kept, or from its URL) to its destination, saving progress."""
+        assert acct.place is not None
         source: HttpSource | KeptSource
         if job.kept_file is not None:
             source = KeptSource(self.jobs, job.kept_file)
@@ -350,8 +566,8 @@ class UploadWorker:
             self._live[job.id] = done
 
         return await relay_upload(
-            place,
-            self.accounts.tokens(job.connection, job.credential_user),
+            acct.place,
+            acct.tokens,
             source,
             f"{self.settings.upload_folder}/{job.name}",
             progress=progress,
@@ -359,6 +575,8 @@ class UploadWorker:
             on_bytes=on_bytes,
             max_bytes=self.settings.max_file_bytes,
             policy=self.retry,
+            commits=commits,
+            batch_limit=_BATCH_FILE_BYTES if acct.batched else 0,
         )
 
     async def _saved(

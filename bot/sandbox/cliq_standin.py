@@ -6,6 +6,8 @@ It plays the two parts of Cliq the bot talks to:
   like Cliq's. Bytes are streamed (from memory, from disk, or generated on the fly), a single
   ``Range: bytes=N-`` / ``bytes=N-M`` / ``bytes=-K`` is answered with **206** so an interrupted
   upload can re-read from an offset, an expired or tampered URL is **403**, an unknown id **404**;
+  :meth:`CliqStandin.expire` makes a file's URLs expire at once, and ``downloads`` counts the
+  downloads of each file;
 * **the bot message API** — ``POST /api/v2/bots/{bot}/message?zapikey=..``: **401** for a missing
   or wrong ``zapikey``, **404** for another bot, **400** without ``text`` or recipients, else the
   message is recorded and answered **204 No Content** (what Cliq answers a bot message).
@@ -46,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import hashlib
 import hmac
@@ -183,6 +186,9 @@ class CliqStandin:
         self._http: aiohttp.ClientSession | None = None
         self.base_url: str | None = None
         self.messages: list[PostedMessage] = []
+        #: Downloads started per file id (knob for tests: who fetched what, how often).
+        self.downloads: collections.Counter[str] = collections.Counter()
+        self._expired: set[str] = set()
 
     # --- setup -------------------------------------------------------------------------------
 
@@ -288,6 +294,12 @@ class CliqStandin:
         sig = self._sign(file_id, exp)
         return f"{base or self._base()}/files/{file_id}?exp={exp}&sig={sig}"
 
+    def expire(self, file_id: str) -> None:
+        """Every URL handed out for ``file_id`` has expired from now on (403), as Cliq's do."""
+        if file_id not in self._files:
+            raise KeyError(file_id)
+        self._expired.add(file_id)
+
     def _register(self, stored: _File, ttl: float, base: str | None = None) -> dict[str, str]:
         self._files[stored.id] = stored
         return {
@@ -360,8 +372,9 @@ class CliqStandin:
         expected = self._sign(stored.id, exp).encode("ascii")
         if not hmac.compare_digest(expected, sig.encode("utf-8", "replace")):
             raise web.HTTPForbidden(text="invalid link")
-        if self._clock() > exp:
+        if self._clock() > exp or stored.id in self._expired:
             raise web.HTTPForbidden(text="link expired")
+        self.downloads[stored.id] += 1
 
         start, end = 0, stored.size - 1
         status = 200

@@ -6,7 +6,10 @@
 2. the Cliq stand-in, which also serves the chat emulator page;
 3. the bot itself, built by :func:`bot.app.create_app` with settings pointing at the stand-ins, a
    webhook secret and an encryption key made up per run. ``MONGODB_URI`` is left unset, so the
-   bot starts the embedded store exactly as ``serve`` does.
+   bot starts the embedded store exactly as ``serve`` does. It loads the example plugin
+   ``examples/files_plugin.py`` (the chat word ``files``, CONTRACT §10) the way a deployer loads
+   one: its folder goes on the Python path (as ``PYTHONPATH=examples`` would) and its module
+   name into ``BOT_PLUGINS``.
 
 Everything lives in a fresh temporary directory, removed on exit: the Dropbox stand-in keeps its
 accounts and tokens in memory, so stored authorizations would be worthless on the next run anyway.
@@ -38,6 +41,7 @@ from aiohttp import web
 
 from bot.app import create_app
 from bot.config import Settings
+from bot.errors import ConfigError
 from bot.keys import RUNTIME
 from bot.logs import setup_logging
 from bot.sandbox.cliq_standin import CliqStandin
@@ -54,7 +58,10 @@ BOT_NAME = "filesbot"
 STEP_TIMEOUT = 20.0
 DEMO_LINK = "demo_dropbox"
 OWNER_LINK = "owner_dropbox"
-SCOPES = "account_info.read,files.content.write"
+SCOPES = "account_info.read,files.content.write,files.metadata.read"
+#: The example plugin (a source checkout has it) and the folder it is imported from.
+EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
+EXAMPLE_PLUGIN = "files_plugin"
 
 ADMIN = ChatUser("1001", "admin@example.com", "Ada", "Admin", admin=True)
 ANA = ChatUser("55501", "ana@example.com", "Ana", "Lima")
@@ -143,6 +150,7 @@ class Sandbox:
             dropbox_api_url=self.dropbox_url,
             dropbox_content_url=self.dropbox_url,
             log_level=self.log_level,
+            plugins=example_plugins(),
             worker_poll_seconds=0.2,
             job_lease_seconds=10.0,
         )
@@ -221,9 +229,39 @@ class Sandbox:
             user.id, lambda m: f"Saved {name}" in str(m.get("text", "")), timeout=STEP_TIMEOUT
         )
 
+    def landed(self, email: str, name: str, content: bytes, *, not_in: tuple[str, ...]) -> None:
+        """``name`` is in ``email``'s stand-in Dropbox with ``content``, and in no ``not_in``."""
+        dbx, path = self.standin(), f"/Cliq Uploads/{name}"
+        try:
+            stored = dbx.read_file(email, path)
+        except KeyError:
+            raise StepFailed(f"{path} is not in {email}'s Dropbox") from None
+        if stored != content:
+            raise StepFailed(f"{path} in {email}'s Dropbox differs ({len(stored)} bytes)")
+        for other in not_in:
+            if path in dbx.files(other):
+                raise StepFailed(f"{path} also landed in {other}'s Dropbox")
+
+    async def own_files_listed(self) -> None:
+        """Ana and Ben say ``files`` (the example plugin): each sees only their own file."""
+        for user, own, other in ((ANA, "q3 report.pdf", "photo.jpg"), (BEN, "photo.jpg", "q3")):
+            reply = await self.driver().say(user, "files")
+            if reply.status != 200 or own not in reply.text or other in reply.text:
+                raise StepFailed(f"{user.first_name}'s `files`: {reply.status} {reply.text[:300]}")
+
 
 class StepFailed(Exception):
     """A self-test step did not hold; the message says what was seen."""
+
+
+def example_plugins() -> tuple[str, ...]:
+    """``BOT_PLUGINS`` of the demo: the example plugin, its folder put on the Python path."""
+    if not (EXAMPLES / f"{EXAMPLE_PLUGIN}.py").is_file():
+        log.warning("no %s/%s.py here: the demo runs without `files`", EXAMPLES, EXAMPLE_PLUGIN)
+        return ()
+    if str(EXAMPLES) not in sys.path:
+        sys.path.append(str(EXAMPLES))
+    return (EXAMPLE_PLUGIN,)
 
 
 def _new_key() -> str:
@@ -272,6 +310,9 @@ async def _main(*, self_test: bool, port: int, log_level: str) -> int:
         except StepFailed as exc:
             _say(f"cannot set up the demo connection: {exc}")
             return 1
+        except ConfigError as exc:
+            _say(f"cannot start the demo: {exc}")
+            return 1
         _say("stopped")
         return 0
     finally:
@@ -303,11 +344,15 @@ def _banner(sandbox: Sandbox) -> str:
             f"  chat emulator:    {sandbox.emulator_url}",
             f"  Dropbox stand-in: {sandbox.dropbox_url}/",
             f"  bot:              {sandbox.bot_url}",
+            f"  connections page: {sandbox.bot_url}/connections (sign in from chat:"
+            " type `connections`)",
             "",
             f'The admin (Ada) has created and published "Demo Dropbox" (`{DEMO_LINK}`,'
             " login user credentials ON).",
             "Open the chat emulator, pick a user, type `connect`, allow access on the consent",
             f"page (e.g. as {ANA_DROPBOX}), then attach a file: it lands in that account.",
+            "Type `files` (the example plugin, examples/files_plugin.py) to list that account's",
+            "last files through ctx.invoke.",
             "",
         ]
     )
@@ -323,22 +368,10 @@ def _say(line: str) -> None:
 
 async def self_test_steps(sandbox: Sandbox) -> int:
     """The scripted scenario; one line per step; 0 only if every step held."""
-    dbx = sandbox.standin()
     ana_bytes = b"Ana's quarterly report\n" + secrets.token_bytes(40_000)
     ben_bytes = b"Ben's holiday photo\n" + secrets.token_bytes(25_000)
     owner_bytes = b"Ana's file for the owner\n" + secrets.token_bytes(10_000)
-
-    def landed(email: str, name: str, content: bytes, *, not_in: tuple[str, ...]) -> None:
-        path = f"/Cliq Uploads/{name}"
-        try:
-            stored = dbx.read_file(email, path)
-        except KeyError:
-            raise StepFailed(f"{path} is not in {email}'s Dropbox") from None
-        if stored != content:
-            raise StepFailed(f"{path} in {email}'s Dropbox differs ({len(stored)} bytes)")
-        for other in not_in:
-            if path in dbx.files(other):
-                raise StepFailed(f"{path} also landed in {other}'s Dropbox")
+    landed = sandbox.landed
 
     async def forward_ana() -> None:
         await sandbox.forward(ANA, "q3 report.pdf", ana_bytes)
@@ -373,6 +406,11 @@ async def self_test_steps(sandbox: Sandbox) -> int:
         ),
         ("Ana's file lands byte-for-byte in Ana's Dropbox only", forward_ana),
         ("Ben's file lands byte-for-byte in Ben's Dropbox only", forward_ben),
+        (
+            "through the example plugin's `files` (ctx.invoke), Ana and Ben each see only"
+            " their own files",
+            sandbox.own_files_listed,
+        ),
         (
             f'admin creates "Owner Dropbox" (switch OFF), connects it as {OWNER_DROPBOX},'
             " publishes it",

@@ -30,6 +30,25 @@ where it makes sense). Faults are served before authentication; they count in ``
 ``finish``) is checked against the bytes of *that call*, as Dropbox documents it and as the
 official SDK sends it; the whole file's hash is returned in ``FileMetadata.content_hash``.
 
+Many files at once (``upload_session/finish_batch_v2``, an RPC call): sessions closed on their
+last call (``close: true`` on ``start`` or ``append_v2``) are committed in order, up to 1,000
+per call, each entry answered ``{".tag": "success", <FileMetadata>}`` or ``{".tag": "failure",
+"failure": <UploadSessionFinishError>}`` (a session not closed: ``lookup_failed/not_closed``).
+Dropbox's v2 answers synchronously (SDK 12: ``UploadSessionFinishBatchResult``); with
+``batch_async=N`` the stand-in answers as the older route does instead
+(``UploadSessionFinishBatchLaunch``: an ``async_job_id``), and
+``upload_session/finish_batch/check`` says ``in_progress`` N times before ``complete``, so a
+client's polling is exercised. :meth:`DropboxStandin.inject_entry_failure` makes the next
+entries for a path fail with a given ``UploadSessionFinishError`` (``too_many_write_operations``,
+say) while the rest of the batch lands.
+
+Commits (``upload``, ``upload_session/finish``, ``finish_batch_v2`` and its asynchronous job)
+are counted per account: ``max_parallel_commits`` (commits in flight at once, what Dropbox's
+per-namespace lock serialises) and ``commits`` (files committed, a file whose content was
+already there included). With ``commit_limit=True`` a commit while another of the same account
+is in flight is refused with 429 ``too_many_write_operations``, as Dropbox does under contention;
+``concurrent_write_limit=True`` does the same for every write, content calls included.
+
 Run it alone with ``python -m bot.sandbox.dropbox_standin --port 0 --app KEY:SECRET``; it prints
 ``READY http://127.0.0.1:<port>`` once listening and stops on SIGTERM/SIGINT. The ``/_standin``
 routes let another process add accounts, inject faults and read what was stored.
@@ -103,6 +122,22 @@ KNOWN_SCOPES = frozenset(
     }
 )
 WRITE_SCOPE = "files.content.write"
+METADATA_SCOPE = "files.metadata.read"
+_LIST_FOLDER_FIELDS = frozenset(
+    {
+        "path",
+        "recursive",
+        "include_media_info",
+        "include_deleted",
+        "include_has_explicit_shared_members",
+        "include_mounted_folders",
+        "limit",
+        "shared_link",
+        "include_property_groups",
+        "include_non_downloadable_files",
+        "include_restorable_info",
+    }
+)
 ACCOUNT_SCOPE = "account_info.read"
 TOKEN_ENDPOINT = "/oauth2/token"
 
@@ -113,6 +148,8 @@ _UPLOAD_FIELDS = _COMMIT_FIELDS | {"content_hash"}
 _START_FIELDS = frozenset({"close", "session_type", "content_hash"})
 _APPEND_FIELDS = frozenset({"cursor", "close", "content_hash"})
 _FINISH_FIELDS = frozenset({"cursor", "commit", "content_hash"})
+MAX_BATCH_ENTRIES = 1000
+_EMPTY_HASH = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 _CURSOR_FIELDS = frozenset({"session_id", "offset"})
 _HASH_RE = re.compile(r"^[0-9a-f]{64}$")
 _TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
@@ -198,6 +235,32 @@ class _Fault:
     kind: str
     remaining: int
     retry_after: float | None
+
+
+@dataclass
+class _EntryFailure:
+    name: str  # lowercased: a path's last part, or a whole path
+    tags: list[str]
+    remaining: int
+
+    def matches(self, path: str) -> bool:
+        lower = path.lower()
+        return self.name in (lower, lower.rsplit("/", 1)[-1])
+
+    def failure(self) -> dict[str, object]:
+        nested: dict[str, object] = {".tag": self.tags[-1]}
+        for tag in reversed(self.tags[:-1]):
+            nested = {".tag": tag, tag: nested}
+        return nested
+
+
+@dataclass
+class _BatchJob:
+    """An asynchronous ``finish_batch`` job: its commit runs in ``task``."""
+
+    email: str
+    task: asyncio.Task[list[dict[str, object]]]
+    polls_left: int
 
 
 @dataclass
@@ -340,6 +403,21 @@ def _optional_hash(arg: Mapping[str, Any], route: str) -> str | None:
     return value
 
 
+def _json_rpc_body(request: web.Request, route: str, body: bytes) -> Any:
+    """An RPC call's body parsed as JSON, after Dropbox's check of its ``Content-Type``."""
+    content_type = request.headers.get("Content-Type", "")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise _bad_input(
+            route,
+            f'Bad HTTP "Content-Type" header: "{content_type}".  '
+            'Expecting one of "application/json", "text/plain; charset=dropbox-cors-hack".',
+        )
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise _bad_input(route, "request body: could not decode input as JSON") from None
+
+
 def _check_fields(obj: Mapping[str, Any], allowed: frozenset[str], route: str, where: str) -> None:
     for key in obj:
         if key not in allowed:
@@ -359,12 +437,23 @@ class DropboxStandin:
         apps: Mapping[str, str] | None = None,
         token_lifetime: float = 14400.0,
         concurrent_write_limit: bool = False,
+        commit_limit: bool = False,
+        batch_async: int = 0,
     ) -> None:
         self.storage_dir = pathlib.Path(storage_dir)
         self.token_lifetime = token_lifetime
         self.concurrent_write_limit = concurrent_write_limit
+        self.commit_limit = commit_limit
+        #: ``finish_batch_v2`` answers with an async job reported ``in_progress`` this many times.
+        self.batch_async = batch_async
         self.calls: collections.Counter[str] = collections.Counter()
         self.max_parallel_writes: dict[str, int] = {}
+        self.max_parallel_commits: dict[str, int] = {}
+        #: Files committed per account (by its email), including commits that wrote nothing.
+        self.commits: collections.Counter[str] = collections.Counter()
+        self._committing_now: collections.Counter[str] = collections.Counter()
+        self._entry_failures: list[_EntryFailure] = []
+        self._batch_jobs: dict[str, _BatchJob] = {}
         self._apps: dict[str, str] = dict(apps or {})
         self._accounts: dict[str, _Account] = {}  # by lowercased email
         self._codes: dict[str, _Code] = {}
@@ -394,15 +483,20 @@ class DropboxStandin:
         add_post(TOKEN_ENDPOINT, self._token)
         add_post("/2/auth/token/revoke", self._revoke)
         add_post("/2/users/get_current_account", self._current_account)
+        add_post("/2/files/list_folder", self._list_folder)
+        add_post("/2/files/list_folder/continue", self._list_folder_continue)
         add_post("/2/files/upload", self._upload)
         add_post("/2/files/upload_session/start", self._session_start)
         add_post("/2/files/upload_session/append_v2", self._session_append)
         add_post("/2/files/upload_session/finish", self._session_finish)
+        add_post("/2/files/upload_session/finish_batch_v2", self._finish_batch)
+        add_post("/2/files/upload_session/finish_batch/check", self._finish_batch_check)
         add_get("/", self._index_page)
         add_get("/_standin/accounts", self._ctl_accounts)
         add_post("/_standin/accounts", self._ctl_add_account)
         add_post("/_standin/apps", self._ctl_add_app)
         add_post("/_standin/faults", self._ctl_fault)
+        add_post("/_standin/entry_failures", self._ctl_entry_failure)
         add_post("/_standin/expire", self._ctl_expire)
         add_post("/_standin/revoke", self._ctl_revoke)
         add_get("/_standin/calls", self._ctl_calls)
@@ -472,6 +566,18 @@ class DropboxStandin:
         if retry_after is not None and retry_after < 0:
             raise ValueError("retry_after must not be negative")
         self._faults.append(_Fault(endpoint, kind, count, retry_after))
+
+    def inject_entry_failure(self, name: str, failure: str, count: int = 1) -> None:
+        """The next ``count`` batch entries committing to a path named ``name`` (its last part,
+        or the whole path; any case) fail with ``failure``, a chain of ``UploadSessionFinishError``
+        tags such as ``too_many_write_operations``, ``lookup_failed/not_found`` or
+        ``path/insufficient_space``. The entry's session is left as it was."""
+        tags = [tag for tag in failure.split("/") if tag]
+        if not name or not tags or any(not re.fullmatch(r"[a-z_]+", tag) for tag in tags):
+            raise ValueError("a name, and failure tags like lookup_failed/not_found")
+        if count < 1:
+            raise ValueError("count must be at least 1")
+        self._entry_failures.append(_EntryFailure(name.lower(), tags, count))
 
     def files(self, email: str) -> dict[str, FileRecord]:
         """The account's files by ``path_display`` (empty for an unknown account)."""
@@ -610,17 +716,7 @@ class DropboxStandin:
         body = await request.read()
         if not body.strip():
             return
-        content_type = request.headers.get("Content-Type", "")
-        if content_type.split(";")[0].strip().lower() != "application/json":
-            raise _bad_input(
-                route,
-                f'Bad HTTP "Content-Type" header: "{content_type}".  '
-                'Expecting one of "application/json", "text/plain; charset=dropbox-cors-hack".',
-            )
-        try:
-            parsed = json.loads(body)
-        except ValueError:
-            raise _bad_input(route, "request body: could not decode input as JSON") from None
+        parsed = _json_rpc_body(request, route, body)
         if parsed is not None:
             raise _bad_input(route, "request body: expected null, got value")
 
@@ -926,6 +1022,104 @@ class DropboxStandin:
             }
         )
 
+    # ------------------------------------------------------------------------------ listing
+
+    async def _rpc_arg(
+        self, request: web.Request, allowed: frozenset[str]
+    ) -> tuple[dict[str, Any], str]:
+        """An RPC call's JSON body (an object of ``allowed`` fields), as Dropbox checks it."""
+        route = _route_name(request.path)
+        arg = _json_rpc_body(request, route, await request.read())
+        if not isinstance(arg, dict):
+            raise _bad_input(route, "request body: expected object")
+        for key in arg:
+            if key not in allowed:
+                raise _bad_input(route, f'request body: unknown field "{key}"')
+        return arg, route
+
+    async def _list_folder(self, request: web.Request) -> web.Response:
+        """``files/list_folder``: the folder's entries (files and folders), in pages."""
+        account = self._authenticate(request, METADATA_SCOPE)
+        arg, route = await self._rpc_arg(request, _LIST_FOLDER_FIELDS)
+        path = arg.get("path")
+        if not isinstance(path, str):
+            raise _bad_input(route, "request body: missing required field 'path'")
+        if path and (not path.startswith("/") or path == "/"):
+            raise _bad_input(
+                route,
+                f"request body: path: '{path}' did not match pattern"
+                " '(/(.|[\\r\\n])*)?|id:.*|(ns:[0-9]+(/.*)?)'",
+            )
+        recursive = arg.get("recursive", False)
+        limit = arg.get("limit")
+        if not isinstance(recursive, bool):
+            raise _bad_input(route, "request body: recursive: expected boolean")
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 2000
+        ):
+            raise _bad_input(route, "request body: limit: expected an integer from 1 to 2000")
+        folder = path.rstrip("/").lower()
+        if folder and folder not in account.folders:
+            tag = "not_folder" if folder in account.files else "not_found"
+            raise self._route_error(["path", tag], {".tag": "path", "path": {".tag": tag}})
+        cursor = {"a": account.account_id, "f": folder, "r": recursive, "o": 0, "l": limit}
+        return _json_response(self._listing(account, cursor))
+
+    async def _list_folder_continue(self, request: web.Request) -> web.Response:
+        """``files/list_folder/continue``: the next page of a listing."""
+        account = self._authenticate(request, METADATA_SCOPE)
+        arg, route = await self._rpc_arg(request, frozenset({"cursor"}))
+        try:
+            cursor = json.loads(base64.urlsafe_b64decode(str(arg.get("cursor", "")) + "=="))
+            cursor["f"].lower(), int(cursor["o"]), int(cursor["l"] or 0)  # its shape
+        except (ValueError, TypeError, KeyError, AttributeError, binascii.Error):
+            raise _bad_input(route, 'request body: cursor: Invalid "cursor" parameter') from None
+        if cursor.get("a") != account.account_id:
+            raise self._route_error(["reset"], {".tag": "reset"})
+        folder = cursor["f"]
+        if folder and folder not in account.folders:
+            raise self._route_error(
+                ["path", "not_found"], {".tag": "path", "path": {".tag": "not_found"}}
+            )
+        return _json_response(self._listing(account, cursor))
+
+    def _listing(self, account: _Account, cursor: dict[str, Any]) -> dict[str, object]:
+        """One page of ``ListFolderResult`` from ``cursor`` (folder, recursive, offset, limit),
+        entries in path order; the cursor for the next page."""
+        folder, recursive = str(cursor["f"]), bool(cursor["r"])
+
+        def inside(path_lower: str) -> bool:
+            parent = path_lower.rsplit("/", 1)[0]
+            return path_lower.startswith(f"{folder}/") if recursive else parent == folder
+
+        entries: list[tuple[str, dict[str, object]]] = [
+            (lower, {".tag": "folder", **self._folder_metadata(account, lower, display)})
+            for lower, display in account.folders.items()
+            if inside(lower)
+        ]
+        entries += [
+            (record.path_lower, {".tag": "file", **record.metadata()})
+            for record in account.files.values()
+            if inside(record.path_lower)
+        ]
+        entries.sort(key=lambda entry: entry[0])
+        start = int(cursor["o"])
+        size = int(cursor["l"] or 2000)
+        page = [entry for _, entry in entries[start : start + size]]
+        after = {**cursor, "o": start + len(page)}
+        token = base64.urlsafe_b64encode(json.dumps(after).encode()).decode().rstrip("=")
+        return {"entries": page, "cursor": token, "has_more": start + len(page) < len(entries)}
+
+    @staticmethod
+    def _folder_metadata(account: _Account, lower: str, display: str) -> dict[str, object]:
+        digest = hashlib.sha256(f"{account.account_id}{lower}".encode()).digest()
+        return {
+            "name": display.rsplit("/", 1)[-1],
+            "path_lower": lower,
+            "path_display": display,
+            "id": "id:" + base64.urlsafe_b64encode(digest[:16]).decode().rstrip("="),
+        }
+
     # ------------------------------------------------------------------------------ content
 
     def _api_arg(self, request: web.Request, allowed: frozenset[str]) -> tuple[dict[str, Any], str]:
@@ -1027,6 +1221,28 @@ class DropboxStandin:
         finally:
             self._inflight[key] -= 1
 
+    def _commit_begins(self, account: _Account) -> None:
+        """A commit of ``account`` starts: refused (429) under ``commit_limit`` if another is
+        in flight; counted in ``max_parallel_commits``."""
+        key = account.email
+        if self.commit_limit and self._committing_now[key] > 0:
+            raise _Abort(self._rate_limited(1.0))
+        self._committing_now[key] += 1
+        self.max_parallel_commits[key] = max(
+            self.max_parallel_commits.get(key, 0), self._committing_now[key]
+        )
+
+    def _commit_ends(self, account: _Account) -> None:
+        self._committing_now[account.email] -= 1
+
+    @contextlib.asynccontextmanager
+    async def _committing(self, account: _Account) -> AsyncIterator[None]:
+        self._commit_begins(account)
+        try:
+            yield
+        finally:
+            self._commit_ends(account)
+
     @staticmethod
     async def _receive(
         request: web.Request,
@@ -1073,7 +1289,7 @@ class DropboxStandin:
         arg, route = self._api_arg(request, _UPLOAD_FIELDS)
         commit = self._parse_commit(arg, route, "")
         expected = _optional_hash(arg, route)
-        async with self._writing(account):
+        async with self._writing(account), self._committing(account):
             incoming = self._new_incoming()
             try:
                 got = await self._receive(request, incoming)
@@ -1237,7 +1453,7 @@ class DropboxStandin:
         _check_fields(commit_arg, _COMMIT_FIELDS, route, "commit: ")
         commit = self._parse_commit(commit_arg, route, "commit: ")
         expected = _optional_hash(arg, route)
-        async with self._writing(account):
+        async with self._writing(account), self._committing(account):
             session = self._session(account, session_id, ["lookup_failed"])
             async with session.lock:
                 if session.concurrent:
@@ -1319,6 +1535,11 @@ class DropboxStandin:
                     "lookup_failed": {".tag": "incorrect_offset", "correct_offset": session.total},
                 },
             )
+        return session.total, await self._assemble_concurrent(session), got.content_hash
+
+    async def _assemble_concurrent(self, session: _Session) -> str:
+        """A closed concurrent session's chunks, in order, into its data file: the hash."""
+        assert session.total is not None
         position = 0
         ordered: list[pathlib.Path] = []
         while position < session.total:
@@ -1330,12 +1551,138 @@ class DropboxStandin:
                 )
             ordered.append(session.chunk_path(position))
             position += size
-        digest = await asyncio.to_thread(_concatenate, ordered, session.data_path)
-        return session.total, digest, got.content_hash
+        return await asyncio.to_thread(_concatenate, ordered, session.data_path)
 
     @staticmethod
     def _new_incoming_discard(session: _Session) -> pathlib.Path:
         return session.directory / "finish-body"
+
+    # ---------------------------------------------------------------------- batch commits
+
+    async def _finish_batch(self, request: web.Request) -> web.Response:
+        """``upload_session/finish_batch_v2``: commit closed sessions, in order."""
+        account = self._authenticate(request, WRITE_SCOPE)
+        arg, route = await self._rpc_arg(request, frozenset({"entries"}))
+        entries = arg.get("entries")
+        if not isinstance(entries, list):
+            raise _bad_input(route, "request body: missing required field 'entries'")
+        if len(entries) > MAX_BATCH_ENTRIES:
+            raise _bad_input(
+                route, f"request body: entries: list has more than {MAX_BATCH_ENTRIES} items"
+            )
+        parsed = [self._batch_entry(entry, index, route) for index, entry in enumerate(entries)]
+        self._commit_begins(account)
+        if self.batch_async <= 0:
+            try:
+                results = await self._commit_batch(account, parsed)
+            finally:
+                self._commit_ends(account)
+            return _json_response({"entries": results})
+        task = asyncio.create_task(self._commit_batch_then_end(account, parsed))
+        job_id = "dbjid:" + secrets.token_urlsafe(48)
+        self._batch_jobs[job_id] = _BatchJob(account.email, task, self.batch_async)
+        return _json_response({".tag": "async_job_id", "async_job_id": job_id})
+
+    async def _finish_batch_check(self, request: web.Request) -> web.Response:
+        """``upload_session/finish_batch/check``: ``in_progress``, or ``complete`` and the
+        entries' results; an id this account does not know is ``invalid_async_job_id``."""
+        account = self._authenticate(request, WRITE_SCOPE)
+        arg, route = await self._rpc_arg(request, frozenset({"async_job_id"}))
+        job_id = arg.get("async_job_id")
+        if not isinstance(job_id, str) or not job_id:
+            raise _bad_input(route, "request body: async_job_id: expected a non-empty string")
+        job = self._batch_jobs.get(job_id)
+        if job is None or job.email != account.email:
+            raise self._route_error(["invalid_async_job_id"], {".tag": "invalid_async_job_id"})
+        if job.polls_left > 0 or not job.task.done():
+            job.polls_left -= 1
+            return _json_response({".tag": "in_progress"})
+        return _json_response({".tag": "complete", "entries": job.task.result()})
+
+    async def _commit_batch_then_end(
+        self, account: _Account, entries: list[tuple[str, int, _Commit, str | None]]
+    ) -> list[dict[str, object]]:
+        try:
+            await asyncio.sleep(0)  # the launch is answered first, as Dropbox does
+            return await self._commit_batch(account, entries)
+        finally:
+            self._commit_ends(account)
+
+    def _batch_entry(
+        self, entry: object, index: int, route: str
+    ) -> tuple[str, int, _Commit, str | None]:
+        """One ``UploadSessionFinishArg`` of a batch: session id, offset, commit, hash."""
+        try:
+            if not isinstance(entry, dict):
+                raise _bad_input(route, 'HTTP header "Dropbox-API-Arg": expected object')
+            _check_fields(entry, _FINISH_FIELDS, route, "")
+            session_id, offset = self._parse_cursor(entry, route)
+            commit_arg = entry.get("commit")
+            if not isinstance(commit_arg, dict):
+                raise _bad_input(route, "HTTP header \"Dropbox-API-Arg\": missing field 'commit'")
+            _check_fields(commit_arg, _COMMIT_FIELDS, route, "commit: ")
+            commit = self._parse_commit(commit_arg, route, "commit: ")
+            expected = _optional_hash(entry, route)
+        except _Abort as abort:  # the single-call checks, worded for an RPC body
+            text = abort.response.text or ""
+            text = text.replace(
+                'HTTP header "Dropbox-API-Arg": ', f"request body: entries[{index}]."
+            )
+            raise _Abort(_text_response(text)) from None
+        return session_id, offset, commit, expected
+
+    async def _commit_batch(
+        self, account: _Account, entries: list[tuple[str, int, _Commit, str | None]]
+    ) -> list[dict[str, object]]:
+        results: list[dict[str, object]] = []
+        for session_id, offset, commit, expected in entries:
+            try:
+                record = await self._commit_entry(account, session_id, offset, commit, expected)
+            except _Abort as abort:
+                body = json.loads(abort.response.body or b"{}")  # type: ignore[arg-type]
+                results.append({".tag": "failure", "failure": body.get("error", {})})
+                continue
+            results.append({".tag": "success", **record.metadata()})
+        return results
+
+    async def _commit_entry(
+        self, account: _Account, session_id: str, offset: int, commit: _Commit, expected: str | None
+    ) -> FileRecord:
+        """Commit one closed session, or raise its ``UploadSessionFinishError`` as an abort."""
+        for injected in self._entry_failures:
+            if injected.matches(commit.path):
+                injected.remaining -= 1
+                if injected.remaining <= 0:
+                    self._entry_failures.remove(injected)
+                raise self._route_error(injected.tags, injected.failure())
+        session = self._session(account, session_id, ["lookup_failed"])
+        async with session.lock:
+            if not session.closed:
+                raise self._lookup_failed("not_closed")
+            size = session.total if session.concurrent else session.offset
+            if offset != size:
+                raise self._lookup_failed("incorrect_offset", correct_offset=size)
+            if expected is not None and expected != _EMPTY_HASH:  # the bytes of this entry: none
+                raise self._route_error(
+                    ["content_hash_mismatch"], {".tag": "content_hash_mismatch"}
+                )
+            digest = (
+                await self._assemble_concurrent(session)
+                if session.concurrent
+                else session.hasher.hexdigest()
+            )
+            record = self._commit(
+                account, commit, session.data_path, size=size, digest=digest, session_id=session.id
+            )
+            self._sessions.pop(session.id, None)
+            shutil.rmtree(session.directory, ignore_errors=True)
+        return record
+
+    def _lookup_failed(self, tag: str, **extra: object) -> _Abort:
+        return self._route_error(
+            ["lookup_failed", tag],
+            {".tag": "lookup_failed", "lookup_failed": {".tag": tag, **extra}},
+        )
 
     def _commit(
         self,
@@ -1365,6 +1712,7 @@ class DropboxStandin:
             return self._route_error(["path", *reason], error)
 
         target = self._target(account, commit, digest, write_error)
+        self.commits[account.email] += 1
         if isinstance(target, FileRecord):
             return target  # same content: nothing written
         path_display, path_lower, existing = target
@@ -1553,8 +1901,24 @@ class DropboxStandin:
 
     async def _ctl_stats(self, request: web.Request) -> web.Response:
         return web.json_response(
-            {"calls": dict(self.calls), "max_parallel_writes": dict(self.max_parallel_writes)}
+            {
+                "calls": dict(self.calls),
+                "max_parallel_writes": dict(self.max_parallel_writes),
+                "max_parallel_commits": dict(self.max_parallel_commits),
+                "commits": dict(self.commits),
+            }
         )
+
+    async def _ctl_entry_failure(self, request: web.Request) -> web.Response:
+        body = await self._json_body(request)
+        name, failure, count = body.get("name"), body.get("failure"), body.get("count", 1)
+        if not isinstance(name, str) or not isinstance(failure, str) or not isinstance(count, int):
+            return web.json_response({"error": "name, failure, count"}, status=400)
+        try:
+            self.inject_entry_failure(name, failure, count)
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({"ok": True})
 
     async def _ctl_files_json(self, request: web.Request) -> web.Response:
         account = self._account_from_path(request)

@@ -3,13 +3,17 @@
 ``create_app`` registers them, outermost first: :func:`logging_middleware` (it sees the final
 status of every answer, a mapped error's too), then :func:`error_middleware` (domain errors
 become JSON answers with their status code). Authenticity is not a middleware: only the webhook
-is signed, and its check needs the raw body, so it is the first step of that route.
+is signed, and its check needs the raw body, so it is the first step of that route. Admission
+(:class:`Admission`: past a bound of deliveries in flight, 503 at once) is not one either: only
+the webhook is admitted, so it is the step before that.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -22,6 +26,7 @@ access_log = logging.getLogger("bot.access")
 
 _QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 _RETRY_AFTER = "5"
+_SHED_RETRY_AFTER = "1"
 
 
 @web.middleware
@@ -69,4 +74,38 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             {"error": "the database is not answering; retry later"},
             status=503,
             headers={"Retry-After": _RETRY_AFTER},
+        )
+
+
+class Admission:
+    """At most ``limit`` webhook deliveries in flight (``BOT_MAX_EVENTS_IN_FLIGHT``): one more is
+    answered 503 with ``Retry-After`` at once, before its body is read, instead of queueing
+    towards the store's deadline. Nothing of it was accepted, so nothing is lost: the sender
+    retries (CONTRACT §4: 503, the sender retries). The webhook's first step, like its
+    authenticity check: only that route is admitted."""
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("the bound of deliveries in flight must be at least 1")
+        self.limit = limit
+        self.in_flight = 0
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[bool]:
+        """``True`` (and the slot held for the block) if admitted, else ``False``."""
+        if self.in_flight >= self.limit:
+            yield False
+            return
+        self.in_flight += 1
+        try:
+            yield True
+        finally:
+            self.in_flight -= 1
+
+    @staticmethod
+    def refusal() -> web.Response:
+        return web.json_response(
+            {"error": "too many events in flight; retry later"},
+            status=503,
+            headers={"Retry-After": _SHED_RETRY_AFTER},
         )

@@ -5,14 +5,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
 import pytest
 
-from bot.destinations.base import FileMetadata
+from bot.destinations.base import ContentHasher, FileMetadata
 from bot.destinations.dropbox import DropboxDestination
 from bot.destinations.dropbox_wire import BLOCK_SIZE, content_hash
 from bot.destinations.relay import RetryPolicy, UploadProgress, relay_upload
@@ -456,6 +457,15 @@ async def test_incorrect_offset_from_a_lost_reply_is_recovered(dropbox: Dropbox)
     assert dropbox.standin.calls[APPEND] == 3  # 2 appends + 1 retry
 
 
+async def test_progress_two_chunks_behind_is_read_on_not_reopened(dropbox: Dropbox) -> None:
+    """Saves run beside the next append, so a process that dies may leave progress two chunks
+    behind Dropbox: the resumed upload reads on to Dropbox's offset, hashing, from one open."""
+    data = os.urandom(13 * MiB)
+    progress = await started(dropbox, data, sent=12 * MiB, offset=4 * MiB, blocks=1)
+    assert await resumed(dropbox, data, progress) == [4 * MiB]
+    assert dropbox.standin.calls[APPEND] == 1  # the one refused with incorrect_offset
+
+
 async def test_incorrect_offset_behind_us_resends(dropbox: Dropbox) -> None:
     """Saved progress claims more than Dropbox holds: send again from Dropbox's offset."""
     data = os.urandom(13 * MiB)
@@ -534,3 +544,99 @@ async def test_api_errors_are_not_retried(dropbox: Dropbox) -> None:
     assert info.value.status == 409
     assert sleeps.delays == []
     assert dropbox.standin.calls[UPLOAD] == 1
+
+
+# ---------------------------------------------------------------------------------- pipelining
+
+
+class Traced(DropboxDestination):
+    """Dropbox, recording when each append starts and ends and which threads hash."""
+
+    def __init__(self, dropbox: Dropbox, events: list[tuple[str, int]]) -> None:
+        super().__init__(dropbox.session, dropbox.base_url, dropbox.base_url)
+        self.events = events
+        self.hash_threads: set[str] = set()
+
+    async def append(self, *args: Any, **kwargs: Any) -> None:
+        offset = args[2]  # (access token, session id, offset, data)
+        self.events.append(("append", offset))
+        await super().append(*args, **kwargs)
+        self.events.append(("appended", offset))
+
+    def hasher(self, block_digests: Sequence[str] = ()) -> ContentHasher:
+        inner = super().hasher(block_digests)
+        threads = self.hash_threads
+
+        class Seen:
+            size = property(lambda _: inner.size)
+
+            def update(self, data: bytes | bytearray | memoryview) -> None:
+                if len(data) >= MiB:
+                    threads.add(threading.current_thread().name)
+                inner.update(data)
+
+            def copy(self) -> ContentHasher:
+                return inner.copy()
+
+            def block_digests(self) -> list[str]:
+                return inner.block_digests()
+
+            def hexdigest(self) -> str:
+                return inner.hexdigest()
+
+        return Seen()
+
+
+class TracedSource(BytesSource):
+    """Records the position reached after every piece it yields."""
+
+    def __init__(self, data: bytes, events: list[tuple[str, int]]) -> None:
+        super().__init__(data)
+        self.events = events
+
+    @asynccontextmanager
+    async def open(self, offset: int) -> AsyncIterator[AsyncIterator[bytes]]:
+        async with super().open(offset) as pieces:
+
+            async def traced() -> AsyncIterator[bytes]:
+                position = offset
+                async for piece in pieces:
+                    position += len(piece)
+                    self.events.append(("read", position))
+                    yield piece
+
+            yield traced()
+
+
+async def test_the_next_chunk_is_read_while_this_one_goes_up(dropbox: Dropbox) -> None:
+    """Pipelined: chunk n + 1 is read before the append of chunk n has returned, never more
+    than two chunks ahead of what Dropbox holds; large buffers are hashed off the loop."""
+    chunk = SESSION["chunk_size"]
+    data = os.urandom(5 * chunk + 12345)
+    events: list[tuple[str, int]] = []
+    destination = Traced(dropbox, events)
+    source = TracedSource(data, events)
+    meta = await relay_upload(
+        destination,
+        Tokens(dropbox),
+        source,
+        "/Cliq Uploads/piped.bin",
+        policy=FAST,
+        sleep=Sleeps(),
+        **SESSION,
+    )
+    assert_landed(dropbox, meta, data)
+    for offset in (chunk, 2 * chunk, 3 * chunk):  # the appends with a chunk after them
+        returned = events.index(("appended", offset))
+        read_next = next(
+            i for i, (kind, at) in enumerate(events) if kind == "read" and at > offset + chunk
+        )
+        assert read_next < returned, (offset, events)
+    # Memory: what was read never ran more than two chunks (and a piece) ahead of Dropbox.
+    held = 0
+    for kind, at in events:
+        if kind == "appended":
+            held = max(held, at)  # the append at `at` returned: Dropbox holds at + chunk
+        elif kind == "read":
+            assert at - held <= 3 * chunk + source.piece, (at, held)
+    assert destination.hash_threads and "MainThread" not in destination.hash_threads
