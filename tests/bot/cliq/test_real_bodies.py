@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from bot.cliq.events import HANDLED, Attachment, ButtonClick, Chat, CliqUser, parse_event
 from bot.errors import BadPayload
+from tests.bot.cliq.bodies import FILE_URL, USER, message_body
 from tests.conftest import ANA, World
 
 ENVIRONMENT = {"tld": ".com", "data_center": "US", "base_url": "https://cliq.example/company/9001"}
@@ -27,66 +28,18 @@ ACCESS = {
     "chat_id": "CT_1_55501-B2",
     "organization": {"type": "company", "id": "9001"},
 }
-FILE_URL = "https://files.example/f-1?exp=1764300300&sig=abc"
 
 
 def user() -> dict[str, Any]:
-    return {
-        "id": "55501",
-        "first_name": "Ana",
-        "last_name": "Lima",
-        "email": "ana@example.com",
-        "admin": False,
-        "organization_id": "9001",
-        "zoho_user_id": "700001",
-        "timezone": "UTC",
-        "country": "us",
-        "language": "en",
-    }
+    return dict(USER)
 
 
 def message_handler() -> dict[str, Any]:
-    """reference/cliq.md "Body of a message-handler call"."""
-    return {
-        "name": "Files Bot",
-        "unique_name": "filesbot",
-        "type": "bot",
-        "handler": {"type": "message_handler"},
-        "response_url": "https://cliq.example/v2/extensions/1/responses/99",
-        "timestamp": 1764300000000,
-        "params": {
-            "user": user(),
-            "chat": {"id": "CT_1_55501-B2", "type": "bot", "title": "Files Bot", "owner": "55501"},
-            "message": "quarterly report",
-            "raw_message": "quarterly report",
-            "message_details": {
-                "time": 1764300000000,
-                "message": {
-                    "type": "attachment",
-                    "comment": "quarterly report",
-                    "file": {
-                        "name": "q3.pdf",
-                        "id": "f-1",
-                        "type": "application/pdf",
-                        "url": FILE_URL,
-                    },
-                },
-            },
-            "attachments": [
-                {
-                    "name": "q3.pdf",
-                    "id": "f-1",
-                    "url": FILE_URL,
-                    "contenttype": "application/pdf",
-                    "comment": "quarterly report",
-                }
-            ],
-            "mentions": [],
-            "links": [],
-            "access": copy.deepcopy(ACCESS),
-            "environment": dict(ENVIRONMENT),
-        },
-    }
+    """reference/cliq.md "Body of a message-handler call", with its full access and environment."""
+    body = message_body()
+    body["params"]["access"] = copy.deepcopy(ACCESS)
+    body["params"]["environment"] = dict(ENVIRONMENT)
+    return body
 
 
 def text_message() -> dict[str, Any]:
