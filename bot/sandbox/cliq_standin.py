@@ -73,6 +73,7 @@ from aiohttp import BodyPartReader, web
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 
 from bot.sandbox.driver import ChatDriver, ChatUser
+from bot.sandbox.serving import serve
 
 __all__ = [
     "FAULT_KINDS",
@@ -229,19 +230,7 @@ class CliqStandin:
         """Serve on ``host:port`` (0: a free port); sets and returns :attr:`base_url`."""
         if self._runner is not None:
             raise RuntimeError("the Cliq stand-in is already running")
-        runner = web.AppRunner(self.app(), access_log=None)  # the query holds the zapikey
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, host, port).start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        bound_port = runner.addresses[0][1]
-        shown = "127.0.0.1" if host in ("", "0.0.0.0") else host
-        if ":" in shown:
-            shown = f"[{shown}]"
-        self.base_url = f"http://{shown}:{bound_port}"
+        self._runner, self.base_url = await serve(self.app(), host, port)
         logger.info("Cliq stand-in listening on %s", self.base_url)
         return self.base_url
 

@@ -97,6 +97,8 @@ from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
 from multidict import CIMultiDict, MultiDict, MultiDictProxy
 
+from bot.sandbox.serving import serve
+
 __all__ = [
     "DEFAULT_SCOPES",
     "Account",
@@ -719,19 +721,7 @@ class OAuthServer:
         """Serve on ``host:port`` (0: a free port); sets and returns :attr:`base_url`."""
         if self._runner is not None:
             raise RuntimeError("the OAuth server is already running")
-        runner = web.AppRunner(self.app(), access_log=None)  # queries may carry tokens
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, host, port).start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        bound_port = runner.addresses[0][1]
-        shown = "127.0.0.1" if host in ("", "0.0.0.0") else host
-        if ":" in shown:
-            shown = f"[{shown}]"
-        self.base_url = f"http://{shown}:{bound_port}"
+        self._runner, self.base_url = await serve(self.app(), host, port)
         log.info("OAuth server listening on %s", self.base_url)
         return self.base_url
 
