@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import os
 import signal
+from pathlib import Path
 
 from bot.app import create_app
 from bot.config import Settings
@@ -31,6 +34,7 @@ async def test_readyz_503_while_mongodb_does_not_answer(
         client = await aiohttp_client(app)
         assert (await client.get("/readyz")).status == 200
         os.kill(store.pid, signal.SIGSTOP)  # the server hangs: no answers, no closed sockets
+        await _stopped(store.pid)
         try:
             resp = await client.get("/readyz")
             assert resp.status == 503
@@ -44,6 +48,25 @@ async def test_readyz_503_while_mongodb_does_not_answer(
         await client.close()
     finally:
         await store.stop()
+
+
+async def _stopped(pid: int, within: float = 10.0) -> None:
+    """Wait until every thread of ``pid`` is stopped: ``kill`` returns before they all are."""
+    states = _thread_states(pid)
+    for _ in range(int(within / 0.01)):
+        if states <= {"T", "t"}:  # also when there is no /proc to read: the signal is all
+            return
+        await asyncio.sleep(0.01)
+        states = _thread_states(pid)
+    raise AssertionError(f"process {pid} did not stop: thread states {states}")
+
+
+def _thread_states(pid: int) -> set[str]:
+    states: set[str] = set()
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        with contextlib.suppress(OSError, IndexError):  # a thread that is gone: not answering
+            states.add(stat.read_text().rsplit(")", 1)[1].split()[0])
+    return states
 
 
 async def test_metrics_is_prometheus_text(aiohttp_client, settings: Settings) -> None:
