@@ -11,9 +11,7 @@ from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ReturnDocument
-
-from storage.base import Database, Doc, store_call
+from storage.base import Database, Doc, store_call, update_and_read
 from storage.records import (
     CONNECTED,
     DISCONNECTED,
@@ -74,7 +72,8 @@ class Authorizations:
         lifetime: float | None = None,
     ) -> Authorization:
         now = datetime.now(UTC)
-        doc = await self._col.find_one_and_update(
+        doc = await update_and_read(
+            self._col,
             {"_id": auth_id(link, user_id)},
             {
                 "$set": {
@@ -96,7 +95,6 @@ class Authorizations:
                 "$setOnInsert": {"created_at": now},
             },
             upsert=True,
-            return_document=ReturnDocument.AFTER,
         )
         assert doc is not None
         return _authorization(doc)
@@ -141,14 +139,13 @@ class Authorizations:
     @store_call
     async def take_lease(self, link: str, user_id: str, holder: str, seconds: float) -> bool:
         now = datetime.now(UTC)
-        doc = await self._col.find_one_and_update(
-            {
-                "_id": auth_id(link, user_id),
-                "$or": [{"lease": {"$exists": False}}, {"lease.until": {"$lt": now}}],
-            },
+        result = await self._col.update_one(
+            # No lease, or one that lapsed ("not until a time still to come"): one indexed
+            # condition, where an ``$or`` of the two made SecantusDB scan the collection.
+            {"_id": auth_id(link, user_id), "lease.until": {"$not": {"$gte": now}}},
             {"$set": {"lease": {"holder": holder, "until": now + timedelta(seconds=seconds)}}},
         )
-        return doc is not None
+        return result.matched_count == 1
 
     @store_call
     async def release_lease(self, link: str, user_id: str, holder: str) -> None:
@@ -182,10 +179,10 @@ class Authorizations:
 
     @store_call
     async def count_try(self, link: str, user_id: str) -> int:
-        doc = await self._col.find_one_and_update(
+        doc = await update_and_read(
+            self._col,
             {"_id": auth_id(link, user_id), "status": PENDING},
             {"$inc": {"pending.tries": 1}},
-            return_document=ReturnDocument.AFTER,
         )
         return int(doc["pending"]["tries"]) if doc else 0
 
@@ -255,7 +252,8 @@ class ConnectLinks:
     @store_call
     async def consume(self, link_id: str) -> ConnectLink | None:
         """Mark the link used and return it, if it exists, is unused and has not expired."""
-        doc = await self._col.find_one_and_update(
+        doc = await update_and_read(
+            self._col,
             {"_id": link_id, "used": False, "expires_at": {"$gt": datetime.now(UTC)}},
             {"$set": {"used": True}},
         )
@@ -296,10 +294,11 @@ class OAuthStates:
 
     @store_call
     async def consume(self, state: str) -> OAuthState | None:
-        doc = await self._col.find_one_and_delete(
-            {"_id": state, "expires_at": {"$gt": datetime.now(UTC)}}
-        )
-        if doc is None:
+        # A read, then a delete of what was read (a findAndModify scans on SecantusDB:
+        # storage/base.py update_and_read): of two callbacks with one state, one deletes it.
+        query = {"_id": state, "expires_at": {"$gt": datetime.now(UTC)}}
+        doc = await self._col.find_one(query)
+        if doc is None or (await self._col.delete_one(query)).deleted_count != 1:
             return None
         return OAuthState(
             doc["_id"], doc["connection"], doc["user_id"], doc["user_email"], doc["verifier"]

@@ -20,6 +20,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 
 import pymongo
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, PyMongoError, WTimeoutError
 
@@ -27,6 +28,7 @@ from bot.errors import StoreUnavailable
 
 Doc = dict[str, Any]
 Database = AsyncDatabase[Doc]
+Collection = AsyncCollection[Doc]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -59,6 +61,25 @@ def deadline(seconds: float) -> Iterator[None]:
     """
     with pymongo.timeout(seconds):
         yield
+
+
+async def update_and_read(
+    col: Collection, query: Doc, update: Doc, *, upsert: bool = False
+) -> Doc | None:
+    """Apply ``update`` to the one document ``query`` names by ``_id``; the document as it is
+    after, or ``None`` if ``query`` matched nothing (and nothing was upserted).
+
+    What ``find_one_and_update(..., return_document=AFTER)`` gives, as an ``update_one`` and a
+    read by ``_id``: both use the ``_id`` index on any server, where SecantusDB answers every
+    ``findAndModify`` with a collection scan (measured: 20 ms a call at 2,000 documents, 196 ms
+    at 20,000, against 0.7 ms for the update and 0.9 ms for the read). The write is atomic as
+    before, so of several callers racing on one condition (``used: False``, a free lease) exactly
+    one matches; the read is not atomic with it and shows any write made after it.
+    """
+    result = await col.update_one(query, update, upsert=upsert)
+    if not result.matched_count and result.upserted_id is None:
+        return None
+    return await col.find_one({"_id": query["_id"]})
 
 
 class Repository(Protocol):

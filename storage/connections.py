@@ -10,11 +10,10 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from bot.errors import AlreadyExists, UnknownRecord
-from storage.base import Database, Doc, store_call
+from storage.base import Database, Doc, store_call, update_and_read
 from storage.records import AuditEntry, Connection, ServiceRecord
 
 
@@ -195,10 +194,10 @@ class Connections:
 
     @store_call
     async def update(self, link: str, changes: Mapping[str, Any]) -> Connection:
-        doc = await self._col.find_one_and_update(
+        doc = await update_and_read(
+            self._col,
             {"_id": link},
             {"$set": {**changes, "updated_at": datetime.now(UTC)}},
-            return_document=ReturnDocument.AFTER,
         )
         if doc is None:
             raise UnknownRecord("connection", link)

@@ -12,7 +12,7 @@ States::
     running ──(its holder vanished: lease lapsed)──▶ interrupted
     running ──(kept again: the handler needs another connection)──▶ waiting
 
-A claim is one ``find_one_and_update`` from ``waiting`` to ``running``, so of several processes
+A claim is one conditional update from ``waiting`` to ``running``, so of several processes
 (or a callback and a housekeeping sweep) exactly one runs an action; a running action is never
 claimed again (its handler runs at most once). Documents that ended (``done``, ``expired``,
 ``interrupted``) are dropped by a TTL index a week later.
@@ -24,9 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from pymongo import ReturnDocument
-
-from storage.base import Database, Doc, store_call
+from storage.base import Database, Doc, store_call, update_and_read
 
 __all__ = [
     "DONE",
@@ -98,7 +96,8 @@ class KeptActions:
         """Keep (or keep again) the event ``identity`` waiting for ``credential_user`` to
         connect ``link``; the expiry counts from when it was first kept."""
         now = datetime.now(UTC)
-        doc = await self._col.find_one_and_update(
+        doc = await update_and_read(
+            self._col,
             {"_id": identity},
             {
                 "$set": {
@@ -117,7 +116,6 @@ class KeptActions:
                 },
             },
             upsert=True,
-            return_document=ReturnDocument.AFTER,
         )
         assert doc is not None  # an upsert returning the document after it always has one
         return _action(doc)
@@ -151,7 +149,8 @@ class KeptActions:
         """Move a waiting, unexpired action to running for ``holder``; ``None`` if it is not
         waiting any more (someone else claimed it, it expired, or it is gone)."""
         now = datetime.now(UTC)
-        doc = await self._col.find_one_and_update(
+        doc = await update_and_read(
+            self._col,
             {"_id": identity, "state": WAITING, "expires_at": {"$gt": now}},
             {
                 "$set": {
@@ -159,7 +158,6 @@ class KeptActions:
                     "lease": {"holder": holder, "until": now + timedelta(seconds=lease)},
                 }
             },
-            return_document=ReturnDocument.AFTER,
         )
         return _action(doc) if doc is not None else None
 
@@ -188,10 +186,10 @@ class KeptActions:
         now = datetime.now(UTC)
         ended: list[KeptAction] = []
         async for doc in self._col.find({**match, due: {"$lt": now}}).limit(limit):
-            taken = await self._col.find_one_and_update(
+            taken = await update_and_read(
+                self._col,
                 {"_id": doc["_id"], **match, due: {"$lt": now}},
                 {"$set": {"state": state, "lease": None, "ended_at": now}},
-                return_document=ReturnDocument.AFTER,
             )
             if taken is not None:
                 ended.append(_action(taken))

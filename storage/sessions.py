@@ -17,10 +17,8 @@ import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from pymongo import ReturnDocument
-
 from bot.cliq.events import CliqUser
-from storage.base import Database, Doc, store_call
+from storage.base import Database, Doc, store_call, update_and_read
 
 __all__ = ["PageSession", "Sessions", "SignInLinks"]
 
@@ -82,7 +80,8 @@ class SignInLinks:
     @store_call
     async def consume(self, link_id: str) -> CliqUser | None:
         """The link's user, once: ``None`` if it is unknown, used already or expired."""
-        doc = await self._col.find_one_and_update(
+        doc = await update_and_read(
+            self._col,
             {"_id": _key(link_id), "used": False, "expires_at": {"$gt": datetime.now(UTC)}},
             {"$set": {"used": True}},
         )
@@ -126,12 +125,14 @@ class Sessions:
     @store_call
     async def take_flash(self, session_id: str) -> str:
         """The notice to show once, cleared as it is handed out."""
-        doc = await self._col.find_one_and_update(
-            {"_id": _key(session_id), "flash": {"$ne": ""}},
-            {"$set": {"flash": ""}},
-            return_document=ReturnDocument.BEFORE,
-        )
-        return str(doc.get("flash", "")) if doc is not None else ""
+        key = _key(session_id)
+        doc = await self._col.find_one({"_id": key, "flash": {"$ne": ""}}, {"flash": 1})
+        if doc is None:
+            return ""
+        notice = doc.get("flash", "")
+        # Cleared only if it is still the notice read: one that came meanwhile is kept.
+        cleared = await self._col.update_one({"_id": key, "flash": notice}, {"$set": {"flash": ""}})
+        return str(notice) if cleared.matched_count else ""
 
     @store_call
     async def set_flash(self, session_id: str, notice: str) -> None:

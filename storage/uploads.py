@@ -37,11 +37,11 @@ from typing import Any
 from bson import Binary, ObjectId
 from gridfs import AsyncGridFSBucket
 from gridfs.asynchronous.grid_file import AsyncGridOut
-from pymongo import ReturnDocument, UpdateOne
+from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, PyMongoError
 
 from bot.errors import MalformedRecord, StoreError, StoreUnavailable
-from storage.base import _UNAVAILABLE, Database, Doc, store_call
+from storage.base import _UNAVAILABLE, Database, Doc, store_call, update_and_read
 from storage.batching import Coalescer, InsertBatcher
 from storage.due import DueWindow
 from storage.records import (
@@ -367,7 +367,7 @@ class UploadJobs:
         """Take the commit lock of account ``key`` for ``lease`` seconds, if it is free."""
         now = datetime.now(UTC)
         try:
-            await self._locks.find_one_and_update(
+            await self._locks.update_one(
                 {"_id": key, "until": {"$lt": now}},
                 {"$set": {"holder": holder, "until": now + timedelta(seconds=lease)}},
                 upsert=True,
@@ -491,7 +491,8 @@ class UploadJobs:
 
     @store_call
     async def cancel(self, jid: str, sender_id: str) -> Job | None:
-        doc = await self._col.find_one_and_update(
+        doc = await update_and_read(
+            self._col,
             {
                 "_id": jid,
                 "sender_id": sender_id,
@@ -499,7 +500,6 @@ class UploadJobs:
                 "lease": None,
             },
             {"$set": {"state": CANCELLED}},
-            return_document=ReturnDocument.AFTER,
         )
         return _job(doc) if doc else None
 

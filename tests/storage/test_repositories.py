@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
+from bot.cliq.events import CliqUser
 from bot.errors import (
     AlreadyExists,
     Conflict,
@@ -17,10 +20,11 @@ from bot.errors import (
     StoreUnavailable,
     UnknownRecord,
 )
-from storage.authorizations import ConnectLinks, OAuthStates
+from storage.authorizations import Authorizations, ConnectLinks, OAuthStates
 from storage.base import Store
 from storage.connections import Connections, ServiceRecords
-from storage.records import BROKEN, QUEUED, Connection, ServiceRecord
+from storage.records import BROKEN, QUEUED, Connection, ServiceRecord, auth_id
+from storage.sessions import Sessions, SignInLinks
 from storage.uploads import UploadJobs
 
 
@@ -145,3 +149,57 @@ async def test_the_store_answers_ping_and_a_spent_deadline_is_store_unavailable(
     assert time.monotonic() - started < 2.0
     assert info.value.cause  # the driver error's name, for logs and /readyz
     assert str(info.value) == f"the database is not answering ({info.value.cause})"
+
+
+# -- one-document writes without findAndModify (storage/base.py update_and_read) -------------
+
+_FIND_AND_MODIFY = re.compile(r"\.find_one_and_(update|delete|replace)\(")
+
+
+def test_no_repository_sends_find_and_modify() -> None:
+    """On SecantusDB every findAndModify is a collection scan (update_and_read's docstring)."""
+    root = Path(__file__).resolve().parents[2]
+    found = [
+        f"{path.relative_to(root)}:{number}: {line.strip()}"
+        for package in ("bot", "handlers", "storage")
+        for path in sorted((root / package).rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if _FIND_AND_MODIFY.search(line)
+    ]
+    assert found == [], "\n".join(found)
+
+
+async def test_of_callers_racing_for_one_link_or_state_exactly_one_gets_it(store: Store) -> None:
+    links, states, signins = ConnectLinks(store.db), OAuthStates(store.db), SignInLinks(store.db)
+    await links.create("race", "team_dropbox", "55501", "ana@example.com", ttl=60)
+    verifier = {"kid": "k1", "nonce": b"n" * 12, "ct": b"c" * 16}
+    await states.create("race", "team_dropbox", "55501", "ana@example.com", verifier, ttl=60)
+    ana = CliqUser(id="55501", email="ana@example.com", first_name="Ana", last_name="Lima")
+    await signins.create("race", ana, ttl=60)
+    for consume in (links.consume, states.consume, signins.consume):
+        got = await asyncio.gather(*(consume("race") for _ in range(20)))
+        assert len([g for g in got if g is not None]) == 1, (consume, got)
+
+
+async def test_a_refresh_lease_is_taken_once_until_it_lapses(store: Store) -> None:
+    auths = Authorizations(store.db)
+    await store.db["authorizations"].insert_one({"_id": auth_id("team_dropbox", "55501")})
+    taken = await asyncio.gather(
+        *(auths.take_lease("team_dropbox", "55501", f"p{i}", 60) for i in range(10))
+    )
+    assert taken.count(True) == 1
+    assert not await auths.take_lease("team_dropbox", "55501", "late", 60)
+    await auths.release_lease("team_dropbox", "55501", f"p{taken.index(True)}")
+    assert await auths.take_lease("team_dropbox", "55501", "next", 0.05)
+    await asyncio.sleep(0.1)
+    assert await auths.take_lease("team_dropbox", "55501", "after-lapse", 60)  # lapsed: free
+
+
+async def test_a_flash_notice_is_handed_out_once(store: Store) -> None:
+    sessions = Sessions(store.db)
+    ana = CliqUser(id="55501", email="ana@example.com", first_name="Ana", last_name="Lima")
+    await sessions.create("s1", ana, "csrf", ttl=60)
+    assert await sessions.take_flash("s1") == ""
+    await sessions.set_flash("s1", "Disconnected Team Dropbox.")
+    got = await asyncio.gather(*(sessions.take_flash("s1") for _ in range(5)))
+    assert sorted(got) == ["", "", "", "", "Disconnected Team Dropbox."]
