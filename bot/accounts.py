@@ -49,6 +49,7 @@ from bot.providers.kinds import requested_scopes
 from bot.providers.oauth2 import (
     Account,
     OAuth2Client,
+    OAuth2Service,
     TokenSet,
     authorization_url,
     new_code_verifier,
@@ -206,12 +207,15 @@ class AccountService:
         )
 
     async def complete(
-        self, state: str, code: str, error: str, description: str = ""
+        self, state: str, code: str, error: str, description: str = "", server: str = ""
     ) -> CallbackResult:
         """The OAuth callback. Raises ``InvalidState`` before anything is exchanged or stored.
 
         ``error=access_denied`` is the user's refusal; any other ``error`` (with its
         ``error_description``) is the provider's error, shown as such (CONTRACT §8).
+        ``server`` is the data centre the sign-in came back from (Zoho's ``accounts-server``):
+        the code is exchanged there, and the authorization remembers it for its refreshes and
+        revocation; one the service does not list is refused before anything is sent.
         """
         pending, conn = await self._take_state(state)
         if error == "access_denied":
@@ -221,7 +225,17 @@ class AccountService:
         if not code:
             self._metrics.callbacks.inc(outcome="invalid_request")
             raise InvalidState("The sign-in answer has no code.")
-        service = await self._catalog.oauth_service(conn.service)
+        home = await self._catalog.oauth_service(conn.service)
+        try:
+            service = home.at_server(server)
+        except ValueError:
+            self._metrics.callbacks.inc(outcome="invalid_request")
+            log.warning("the sign-in for %s came back from an unknown server", conn.link)
+            raise InvalidState(
+                f"The sign-in came back from {_shown(server, 100)}, which is not one of"
+                f" {home.name}'s servers, so nothing was sent there."
+            ) from None
+        regional = server.rstrip("/").lower() if service is not home else None
         verifier = open_verifier(self._vault, pending)
         try:
             tokens = await self._oauth.exchange_code(
@@ -239,9 +253,15 @@ class AccountService:
             )
         who = account.email or account.name or account.id or "your account"
         if self._settings.verify_linking:
-            return await self._hold_for_linking(conn, pending, tokens, account, who)
+            return await self._hold_for_linking(conn, pending, tokens, account, who, regional)
         await self._store(
-            conn, pending.user_id, pending.user_email, tokens, account.__dict__, status=CONNECTED
+            conn,
+            pending.user_id,
+            pending.user_email,
+            tokens,
+            account.__dict__,
+            status=CONNECTED,
+            server=regional,
         )
         self._metrics.callbacks.inc(outcome="connected")
         renew = renewal_note(tokens.refresh_token is not None, tokens.expires_at)
@@ -308,7 +328,13 @@ class AccountService:
         )
 
     async def _hold_for_linking(
-        self, conn: Connection, pending: OAuthState, tokens: TokenSet, account: Account, who: str
+        self,
+        conn: Connection,
+        pending: OAuthState,
+        tokens: TokenSet,
+        account: Account,
+        who: str,
+        server: str | None,
     ) -> CallbackResult:
         """The linking check (``BOT_VERIFY_LINKING``): store the authorization as pending until
         the chat user sends the code shown on the page."""
@@ -325,6 +351,7 @@ class AccountService:
                 "expires_at": time.time() + LINKING_WINDOW,
                 "tries": 0,
             },
+            server=server,
         )
         self._metrics.callbacks.inc(outcome="pending")
         renew = renewal_note(tokens.refresh_token is not None, tokens.expires_at)
@@ -346,6 +373,7 @@ class AccountService:
         *,
         status: str,
         pending: dict[str, object] | None = None,
+        server: str | None = None,
     ) -> Authorization:
         access, refresh = self._seal(conn.link, user_id, tokens)
         return await self._auths.save(
@@ -360,6 +388,7 @@ class AccountService:
             scope=tokens.scope,
             pending=pending,
             lifetime=tokens.lifetime,
+            server=server,
         )
 
     def _seal(
@@ -489,7 +518,7 @@ class AccountService:
             await self._auths.mark_disconnected(link, user_id)
             self._metrics.refreshes.inc(outcome="no_refresh_token")
             raise NotAuthorized(f"{user_id} has no refresh token for {link}")
-        service = await self._catalog.oauth_service(conn.service)
+        service = await self._service_of(conn, auth)
         try:
             tokens = await self._oauth.refresh(service, self._open(auth, REFRESH))
         except InvalidGrant:
@@ -515,6 +544,17 @@ class AccountService:
         self._metrics.refreshes.inc(outcome="ok")
         return tokens.access_token.reveal()
 
+    async def _service_of(self, conn: Connection, auth: Authorization) -> OAuth2Service:
+        """The connection's service at the data centre that issued ``auth``'s tokens. One the
+        service no longer lists gets nothing sent to it: the home server is asked instead
+        (which refuses the tokens, so the user is asked to connect again)."""
+        home = await self._catalog.oauth_service(conn.service)
+        try:
+            return home.at_server(auth.server)
+        except ValueError:
+            log.warning("%s for %s: its data centre is no longer listed", conn.link, auth.user_id)
+            return home
+
     # -- revoke --
 
     async def revoke(self, conn: Connection, user_id: str, *, forget: bool) -> RevokeOutcome:
@@ -525,7 +565,7 @@ class AccountService:
             return RevokeOutcome(had_authorization=False, provider_ok=True)
         provider_ok = True
         try:
-            service = await self._catalog.oauth_service(conn.service)
+            service = await self._service_of(conn, auth)
             await self._oauth.revoke(
                 service,
                 access_token=self._open(auth, ACCESS) if auth.access else None,

@@ -70,6 +70,8 @@ class CatalogueEntry:
     #: How the token endpoint joins the scopes it granted, when not like requests (GitHub).
     granted_scope_delimiter: str | None = None
     note: str = ""  # shown by `/connection services`
+    #: The provider's other data centres (origins) a sign-in may come back from (Zoho).
+    regional_servers: tuple[str, ...] = ()
 
     def endpoints(self, client_id: str) -> dict[str, str]:
         """Every endpoint URL by what it is, ``{client_id}`` filled in (for ``check``)."""
@@ -197,7 +199,8 @@ GITHUB: Final = CatalogueEntry(
 # provider https://app.unpkg.com/next-auth@4.24.11/files/providers/zoho.js -- *secondary*. PKCE
 # for server-based clients: *unverified*. A user in another data centre is sent back with an
 # `accounts-server` parameter (https://zoho.com/accounts/protocol/oauth/multi-dc/
-# client-authorization.html); each region below is its own service.
+# client-authorization.html); each region below is its own service, and each follows the
+# `accounts-server` a sign-in comes back with to any of the others.
 _ZOHO_ACCOUNT: Final = AccountFields(
     id=("ZUID",),
     email=("Email",),
@@ -237,6 +240,9 @@ def _zoho(name: str, region: str, server: str) -> CatalogueEntry:
         account=_ZOHO_ACCOUNT,
         client_auth="post",
         authorize_params={"access_type": "offline", "prompt": "consent"},
+        # A user of another data centre comes back with its `accounts-server`: the code, the
+        # refreshes and the revocation go there (bot.providers.oauth2.OAuth2Service.at_server).
+        regional_servers=tuple(url for _, url in ZOHO_SERVERS.values()),
     )
 
 

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
-from bot.catalogue import CATALOGUE, client_variables
+from bot.catalogue import CATALOGUE, CatalogueEntry, client_variables
 from bot.cliq.messages import CliqFunction
 from bot.errors import ConfigError
 from bot.secret import Secret
@@ -85,6 +85,8 @@ class Settings:
     worker_poll_seconds: float = 1.0
     #: How long a connections-page session lasts after signing in (CONTRACT §11).
     page_session_ttl: float = 8 * 3600.0
+    #: The default services (bot.catalogue); tests point entries at local stand-ins.
+    catalogue: Mapping[str, CatalogueEntry] = field(default_factory=lambda: CATALOGUE)
 
     def base_url(self, port: int | None = None) -> str:
         """``BOT_PUBLIC_URL`` if set, else ``http://{host}:{port}`` (the bound port when known)."""

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from urllib.parse import parse_qsl, urlsplit
 
-from bot.catalogue import CATALOGUE, CatalogueEntry, client_variables, entry
+from bot.catalogue import CatalogueEntry, client_variables
 from bot.config import Settings
 from bot.context import ServiceInfo
 from bot.errors import Conflict, UnknownRecord, UsageError
@@ -63,6 +63,7 @@ def catalogue_service(found: CatalogueEntry, client_id: str, secret: Secret) -> 
         default_scopes=found.default_scopes,
         account_fields=found.account,
         granted_scope_delimiter=found.granted_scope_delimiter,
+        regional_servers=found.regional_servers,
     )
 
 
@@ -85,6 +86,10 @@ class ServiceCatalog:
         self._records = records
         self._vault = vault
         self._file_kinds = file_kinds
+
+    def _entry(self, name: str) -> CatalogueEntry | None:
+        """The default service ``name`` (any case), or ``None``."""
+        return self._settings.catalogue.get(name.lower())
 
     # -- OAuth services ----------------------------------------------------------------------
 
@@ -116,7 +121,7 @@ class ServiceCatalog:
         record = await self._records.get(key)
         if record is not None and not record.default:
             return self._custom(record)
-        found = entry(key)
+        found = self._entry(key)
         if found is None:
             raise UnknownRecord("service", name)
         client = self._client(found, record)
@@ -187,7 +192,7 @@ class ServiceCatalog:
         found = [self._dropbox_info()]
         found += [
             self._entry_info(e, e.name in configured)
-            for e in CATALOGUE.values()
+            for e in self._settings.catalogue.values()
             if e.name not in taken
         ]
         found += [self._info(r.name, "custom", r.scopes) for r in custom]
@@ -200,7 +205,7 @@ class ServiceCatalog:
         record = await self._records.get(key)
         if record is not None and not record.default:
             return self._info(record.name, "custom", record.scopes)
-        found = entry(key)
+        found = self._entry(key)
         return self._entry_info(found, record is not None) if found is not None else None
 
     # -- changes -------------------------------------------------------------------------------
@@ -221,11 +226,11 @@ class ServiceCatalog:
                 f"`{record.name}` is a custom service here; `service remove {record.name}`"
                 " first to use the default service of that name."
             )
-        found = entry(key)
+        found = self._entry(key)
         if found is None:
             raise UsageError(
                 f"There is no default service `{name}`. The default services:"
-                f" {', '.join(CATALOGUE)}."
+                f" {', '.join(self._settings.catalogue)}."
             )
         if key in self._settings.service_clients:
             id_var, secret_var = client_variables(key)
@@ -243,7 +248,7 @@ class ServiceCatalog:
     async def add_custom(self, name: str, options: dict[str, str], created_by: str) -> ServiceInfo:
         if name.lower() == DROPBOX:
             raise Conflict("`dropbox` is a default service; choose another name.")
-        if entry(name) is not None:
+        if self._entry(name) is not None:
             raise Conflict(
                 f"`{name.lower()}` is a default service: enable it with"
                 f" `service configure {name.lower()} client_id=… client_secret=…`,"

@@ -39,6 +39,7 @@ def _authorization(doc: Doc) -> Authorization:
         version=int(doc.get("version", 0)),
         pending=doc.get("pending"),
         lifetime=doc.get("lifetime"),
+        server=doc.get("server") or None,
     )
 
 
@@ -70,6 +71,7 @@ class Authorizations:
         scope: str,
         pending: Mapping[str, Any] | None = None,
         lifetime: float | None = None,
+        server: str | None = None,
     ) -> Authorization:
         now = datetime.now(UTC)
         doc = await update_and_read(
@@ -88,6 +90,7 @@ class Authorizations:
                     "lifetime": lifetime,
                     "scope": scope,
                     "pending": dict(pending) if pending is not None else None,
+                    "server": server,
                     "updated_at": now,
                 },
                 "$inc": {"version": 1},

@@ -92,6 +92,9 @@ class Authorization:
     version: int
     pending: Mapping[str, Any] | None = None
     lifetime: float | None = None  # the access token's lifetime (expires_in), if stated
+    #: The data centre (an origin) that issued the tokens, when not the service's own (Zoho's
+    #: ``accounts-server``): refreshes and revocation go there.
+    server: str | None = None
 
     @property
     def connected(self) -> bool:

@@ -33,8 +33,9 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
 from authlib.common.security import generate_token
@@ -119,6 +120,9 @@ class OAuth2Service:
     default_scopes: tuple[str, ...] = ()
     account_fields: AccountFields | None = None
     granted_scope_delimiter: str | None = None
+    #: Origins (``https://host``) of the service's other data centres: a callback that names
+    #: one (Zoho's ``accounts-server``) is exchanged, refreshed and revoked there.
+    regional_servers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in SERVICE_KINDS:
@@ -133,6 +137,43 @@ class OAuth2Service:
     @property
     def effective_refresh_url(self) -> str:
         return self.refresh_url or self.token_url
+
+    def at_server(self, server: str | None) -> OAuth2Service:
+        """The service as the data centre ``server`` (an origin) serves it: its token, refresh,
+        revoke and userinfo endpoints moved there, paths kept.
+
+        ``server`` empty, ``None``, or this service's own: the service itself. A service with no
+        :attr:`regional_servers` has no other data centre, so it ignores ``server`` (a standard
+        provider never sends one). Any other origin raises :class:`ValueError`: the sign-in
+        answer names a server this service does not have, and no code or token may go there.
+        """
+        own = _origin(self.token_url)
+        if not server or not self.regional_servers:
+            return self
+        wanted = server.rstrip("/").lower()
+        if wanted == own:
+            return self
+        if wanted not in {s.rstrip("/").lower() for s in self.regional_servers}:
+            raise ValueError(f"{server} is not one of the servers of {self.name}")
+
+        def moved(url: str | None) -> str | None:
+            if url is None or _origin(url) != own:
+                return url
+            return wanted + url[len(own) :]
+
+        return replace(
+            self,
+            token_url=moved(self.token_url) or self.token_url,
+            refresh_url=moved(self.refresh_url),
+            revoke_url=moved(self.revoke_url),
+            userinfo_url=moved(self.userinfo_url),
+        )
+
+
+def _origin(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``, lowercased."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,8 @@ redirect with that ``error`` / ``error_description`` instead of a code;
 ``"token:authorization_code"``, ``"token:refresh_token"``, ``"/revoke"``, ``"/userinfo"``,
 ``"/api/whoami"``, ...); :meth:`OAuthServer.revoke_account` revokes everything an account granted
 (the user removing the app at the provider); :meth:`OAuthServer.expire_access_tokens` expires
-access tokens now.
+access tokens now; :attr:`OAuthServer.send_to` and :attr:`OAuthServer.location` play Zoho's data
+centres (a user sent on to another server, and sent back with its ``accounts-server``).
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 from authlib.common.security import generate_token
@@ -573,6 +575,13 @@ class OAuthServer:
         #: ``(error, error_description)``: the consent decision redirects with it, not a code.
         #: The description must be printable ASCII without ``"`` or ``\\`` (RFC 6749 §4.1.2.1).
         self.authorize_error: tuple[str, str] | None = None
+        #: Zoho's data centres (https://zoho.com/accounts/protocol/oauth/multi-dc/
+        #: client-authorization.html): with ``send_to`` (another server's base URL), ``GET
+        #: /authorize`` sends the user on to that server's with the same query; with
+        #: ``location`` (e.g. ``"eu"``), the decision's redirect carries ``location`` and
+        #: ``accounts-server`` (this server's base URL), where the code is to be exchanged.
+        self.send_to: str | None = None
+        self.location: str | None = None
         #: path → scope a token needs there (else 403 ``insufficient_scope``).
         self.require_scope: dict[str, str] = {}
         self.calls: collections.Counter[str] = collections.Counter()
@@ -775,6 +784,8 @@ class OAuthServer:
 
     async def _authorize(self, request: web.Request) -> web.Response:
         self.calls["/authorize"] += 1
+        if self.send_to is not None:
+            raise web.HTTPFound(f"{self.send_to}/authorize?{request.query_string}")
         incoming = _Incoming(request, MultiDict())
         try:
             grant = self._server.get_consent_grant(incoming, end_user=None)
@@ -852,6 +863,10 @@ class OAuthServer:
         response: web.Response = server.create_authorization_response(
             grant.request, grant_user=user, grant=grant
         )
+        target = response.headers.get("Location")
+        if self.location is not None and target is not None and self.base_url is not None:
+            there = urlencode({"location": self.location, "accounts-server": self.base_url})
+            response.headers["Location"] = f"{target}&{there}"
         return response
 
     async def _token(self, request: web.Request) -> web.Response:

@@ -44,6 +44,8 @@ async def callback(request: web.Request) -> web.StreamResponse:
             query.get("code", ""),
             query.get("error", ""),
             query.get("error_description", ""),
+            # Zoho sends a user of another data centre back with its accounts server.
+            query.get("accounts-server", ""),
         )
     except InvalidState as err:
         return page("This sign-in cannot be used", f"{err} Ask the bot for a new link.", status=400)
