@@ -9,14 +9,14 @@ import logging
 import signal
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 
 from bot.app import create_app
-from bot.catalogue import CATALOGUE, CatalogueEntry, client_variables
+from bot.catalogue import client_variables
 from bot.config import Settings, load_environment, load_settings, serve_problems
 from bot.errors import ConfigError, StoreUnavailable
 from bot.keys import RUNTIME
@@ -113,13 +113,11 @@ def _bound_port(runner: web.AppRunner, default: int) -> int:
     return default
 
 
-async def check(
-    settings: Settings, catalogue: Mapping[str, CatalogueEntry] = CATALOGUE
-) -> list[str]:
+async def check(settings: Settings) -> list[str]:
     """Every problem with the configuration and the endpoints it names, one line each.
 
-    ``catalogue``: the default services whose configured clients (``SERVICE_<NAME>_*``) are
-    checked; their endpoints must answer, like Dropbox's.
+    The default services (``settings.catalogue``) whose clients ``SERVICE_<NAME>_*`` configure
+    are checked too: their endpoints must answer, like Dropbox's.
     """
     problems = [f"config: {p}" for p in serve_problems(settings)]
     if not settings.cliq_bot_name:
@@ -150,18 +148,16 @@ async def check(
                     await resp.read()
             except (aiohttp.ClientError, TimeoutError) as exc:
                 problems.append(f"{name}: {url} is not reachable ({type(exc).__name__})")
-        problems += await _check_services(session, settings, catalogue)
+        problems += await _check_services(session, settings)
     return problems
 
 
-async def _check_services(
-    session: aiohttp.ClientSession, settings: Settings, catalogue: Mapping[str, CatalogueEntry]
-) -> list[str]:
+async def _check_services(session: aiohttp.ClientSession, settings: Settings) -> list[str]:
     """The endpoints of every default service configured by ``SERVICE_<NAME>_CLIENT_*``."""
     problems = []
     for name, client in sorted(settings.service_clients.items()):
         id_var, _ = client_variables(name)
-        found = catalogue.get(name)
+        found = settings.catalogue.get(name)
         if found is None:
             problems.append(f"{id_var}: no default service `{name}`")
             continue

@@ -372,8 +372,9 @@ async def test_check_validates_the_endpoints_of_configured_services(
         dropbox_api_url=base,
         dropbox_content_url=base,
         service_clients={"answering": client, "gone": client, "not_in_catalogue": client},
+        catalogue={"answering": answering, "gone": gone},
     )
-    problems = await check(configured, {"answering": answering, "gone": gone})
+    problems = await check(configured)
     services = [p for p in problems if p.startswith("SERVICE_")]
     assert services == [
         "SERVICE_GONE_CLIENT_ID: the token endpoint of `gone`, http://127.0.0.1:9/token,"
