@@ -96,6 +96,17 @@ class ConnectionAdmin:
         )
         return Overview(tuple(mine), tuple(SharedConnection(c, auths[c.link]) for c in shared))
 
+    async def others(self, actor: CliqUser) -> tuple[OwnedConnection, ...]:
+        """Every connection someone else created, with its owner's status: what an admin
+        manages besides their own (``publish``, ``set``, ``revoke``, ``delete`` take any link)."""
+        self._require_admin(actor)
+        return tuple(
+            [
+                OwnedConnection(c, await self.owner_status(c))
+                for c in await self.connections.not_owned_by(actor.id)
+            ]
+        )
+
     # -- services ----------------------------------------------------------------------------
 
     async def add_service(

@@ -224,6 +224,12 @@ class Connections:
         return [_connection(d) async for d in self._col.find({"owner_id": user_id}).sort("_id")]
 
     @store_call
+    async def not_owned_by(self, user_id: str) -> list[Connection]:
+        """Every connection someone else created, by link name (what an admin manages too)."""
+        cursor = self._col.find({"owner_id": {"$ne": user_id}}).sort("_id")
+        return [_connection(d) async for d in cursor]
+
+    @store_call
     async def by_links(self, links: Sequence[str]) -> list[Connection]:
         return [_connection(d) async for d in self._col.find({"_id": {"$in": list(links)}})]
 

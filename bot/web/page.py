@@ -244,6 +244,8 @@ class Row:
     account: str = ""
     can_connect: bool = True
     can_disconnect: bool = False
+    owner_connected: bool = False  # the owner's authorization: what Revoke revokes
+    status_label: str = "Status"
 
     @property
     def connected(self) -> bool:
@@ -264,8 +266,10 @@ class Problem:
         return self.values.get(name, default) if form == self.form else default
 
 
-async def _rows(ctx: Context, user: CliqUser) -> tuple[list[Row], list[Row]]:
-    """``/connection list``'s data (``ConnectionAdmin.overview``), with accounts and actions."""
+async def _rows(ctx: Context, user: CliqUser) -> tuple[list[Row], list[Row], list[Row]]:
+    """``/connection list``'s data (``ConnectionAdmin.overview``), with accounts and actions;
+    for an admin also every other connection (``ConnectionAdmin.others``)."""
+    admin = ctx.is_admin(user)
     overview = await ctx.admin.overview(user)
     mine = []
     for owned in overview.mine:
@@ -278,6 +282,7 @@ async def _rows(ctx: Context, user: CliqUser) -> tuple[list[Row], list[Row]]:
                 account if owned.status == CONNECTED else "",
                 can_connect=owned.status != CONNECTED,
                 can_disconnect=auth is not None and auth.status == CONNECTED,
+                owner_connected=owned.status == CONNECTED,
             )
         )
     shared = [
@@ -287,10 +292,26 @@ async def _rows(ctx: Context, user: CliqUser) -> tuple[list[Row], list[Row]]:
             s.authorization.account_email or s.authorization.account_name,
             can_connect=s.authorization.status != CONNECTED,
             can_disconnect=True,
+            owner_connected=admin and await ctx.admin.owner_status(s.connection) == CONNECTED,
         )
         for s in overview.shared
     ]
-    return mine, shared
+    if not admin:
+        return mine, shared, []
+    listed = {row.connection.link for row in shared}
+    others = [
+        Row(
+            o.connection,
+            o.status,
+            # Anyone may connect their own account to a shared connection (§5 `connect`).
+            can_connect=o.connection.login_user_credentials,
+            owner_connected=o.status == CONNECTED,
+            status_label="Owner's status",
+        )
+        for o in await ctx.admin.others(user)
+        if o.connection.link not in listed
+    ]
+    return mine, shared, others
 
 
 async def _published_for(ctx: Context, user: CliqUser, listed: set[str]) -> Connection | None:
@@ -311,7 +332,7 @@ async def _render(
 ) -> web.Response:
     ctx, service, settings = _context(request), _service(request), request.app[SETTINGS]
     user = signed.user
-    mine, shared = await _rows(ctx, user)
+    mine, shared, others = await _rows(ctx, user)
     admin = ctx.is_admin(user)
     values: dict[str, Any] = {
         "user": user,
@@ -321,6 +342,7 @@ async def _render(
         "problem": problem or Problem("", "", ""),
         "mine": mine,
         "shared": shared,
+        "others": others,
         "published": await _published_for(ctx, user, {r.connection.link for r in mine + shared}),
         "files": await service.files(user.id),
         "template_file": _BLANK_FILE,
