@@ -193,6 +193,8 @@ class UploadJobs:
             "seq": self._next_seq(),
             "size": None,
             "kept_file": None,
+            # Kept for its user to connect: counted by count_kept until it is uploaded.
+            "kept": job.state in (KEEP, WAITING),
             "progress": {},
             "attempts": 0,
             "created_at": now,
@@ -404,6 +406,8 @@ class UploadJobs:
         """Move a leased job to ``state`` and drop its lease; ``False`` if the lease was no
         longer ours. Back to ``queued`` or ``keep``, it is due at once (or at ``not_before``)."""
         changes: Doc = {"state": state, "lease": None, **fields}
+        if state in (KEEP, WAITING):
+            changes["kept"] = True
         if state in (QUEUED, KEEP):
             due = changes.setdefault("not_before", datetime.now(UTC))
             self._windows[state].lower(due)
@@ -466,13 +470,17 @@ class UploadJobs:
 
     @store_call
     async def count_kept(self, connection: str, credential_user: str) -> int:
-        return await self._col.count_documents(
+        """The user's files kept for ``connection`` and not uploaded yet: waiting, still
+        downloading, or queued already (a download that ended just after they connected)."""
+        cursor = self._col.find(
             {
                 "connection": connection,
                 "credential_user": credential_user,
-                "state": {"$in": [KEEP, WAITING]},
-            }
+                "state": {"$in": [KEEP, WAITING, QUEUED]},
+            },
+            {"state": 1, "kept": 1},
         )
+        return len([d async for d in cursor if d["state"] != QUEUED or d.get("kept") is True])
 
     @store_call
     async def requeue(self, jid: str, sender_id: str) -> bool:

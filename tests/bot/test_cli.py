@@ -30,11 +30,17 @@ def _children(pid: int) -> list[int]:
 
 
 def _alive(pid: int) -> bool:
+    """Running: a process that exited but is not reaped yet (a zombie, whoever its new parent
+    is) has ended."""
+    return _state(pid) not in ("", "Z", "X")
+
+
+def _state(pid: int) -> str:
+    """The process's state letter from /proc (``""`` when it is gone)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
 
 
 async def _start_serve(tmp_path: Path) -> tuple[asyncio.subprocess.Process, str]:
@@ -153,7 +159,8 @@ async def test_a_killed_server_takes_its_embedded_store_along(tmp_path: Path) ->
         if not any(_alive(c) for c in children):
             break
         await asyncio.sleep(0.1)
-    assert not any(_alive(c) for c in children), "the embedded store outlived a killed server"
+    alive = {c: _state(c) for c in children if _alive(c)}
+    assert not alive, f"the embedded store outlived a killed server: {alive}"
     # And the data directory is free for the next start.
     proc, url = await _start_serve(tmp_path)
     proc.send_signal(signal.SIGTERM)

@@ -23,7 +23,7 @@ from bot.errors import (
 from storage.authorizations import Authorizations, ConnectLinks, OAuthStates
 from storage.base import Store
 from storage.connections import Connections, ServiceRecords
-from storage.records import BROKEN, QUEUED, Connection, ServiceRecord, auth_id
+from storage.records import BROKEN, DONE, KEEP, QUEUED, Connection, ServiceRecord, auth_id
 from storage.sessions import Sessions, SignInLinks
 from storage.uploads import UploadJobs
 
@@ -203,3 +203,33 @@ async def test_a_flash_notice_is_handed_out_once(store: Store) -> None:
     await sessions.set_flash("s1", "Disconnected Team Dropbox.")
     got = await asyncio.gather(*(sessions.take_flash("s1") for _ in range(5)))
     assert sorted(got) == ["", "", "", "", "Disconnected Team Dropbox."]
+
+
+async def test_a_kept_file_counts_as_kept_until_it_is_uploaded(store: Store) -> None:
+    """Its download may end, and queue it, just after its user connected (the worker saw them
+    connected): "Uploading the N file(s) I kept" still counts it."""
+    jobs = UploadJobs(store.db)
+
+    async def new(attachment: str, state: str) -> None:
+        made = await jobs.create(
+            sender_id="55501",
+            attachment_id=attachment,
+            connection="team_dropbox",
+            credential_user="55501",
+            name=f"{attachment}.txt",
+            url="http://files.example/x",
+            state=state,
+        )
+        assert made is not None
+
+    await new("kept", KEEP)
+    await new("never-kept", QUEUED)  # sent while connected: not a kept file
+    assert await jobs.count_kept("team_dropbox", "55501") == 1
+    claimed = await jobs.claim("holder", 30.0, (KEEP,))
+    assert claimed is not None and claimed.name == "kept.txt"
+    assert await jobs.finish(claimed, "holder", QUEUED, kept_file=None)
+    assert await jobs.count_kept("team_dropbox", "55501") == 1
+    uploading = await jobs.claim_batch("holder", 30.0, QUEUED, limit=10)
+    for job in uploading:
+        assert await jobs.finish(job, "holder", DONE)
+    assert await jobs.count_kept("team_dropbox", "55501") == 0
