@@ -456,7 +456,9 @@ class AccountService:
     def tokens(self, link: str, user_id: str) -> UserTokens:
         return UserTokens(self, link, user_id)
 
-    async def access_token(self, link: str, user_id: str) -> str:
+    async def access_token(self, link: str, user_id: str, *, wait: float = _LEASE_WAIT) -> str:
+        """The user's access token, refreshed first when it is due (``wait``: as in
+        :meth:`refresh`)."""
         auth = await self._auths.get(link, user_id)
         if auth is None or not auth.connected or auth.access is None:
             raise NotAuthorized(f"{user_id} has not connected {link}")
@@ -468,7 +470,7 @@ class AccountService:
                 raise NotAuthorized(f"{user_id} must connect {link} again")
             return self._open(auth, ACCESS)
         if _due(auth, time.time()):
-            return await self.refresh(link, user_id, rejected=self._open(auth, ACCESS))
+            return await self.refresh(link, user_id, rejected=self._open(auth, ACCESS), wait=wait)
         return self._open(auth, ACCESS)
 
     def _open(self, auth: Authorization, part: TokenPart) -> str:
@@ -478,9 +480,15 @@ class AccountService:
             raise NotAuthorized(f"{auth.user_id} has no {what} token for {auth.link}")
         return open_token(self._vault, auth.link, auth.user_id, part, sealed)
 
-    async def refresh(self, link: str, user_id: str, *, rejected: str) -> str:
-        """A fresh access token; at most one refresh at a time for this authorization."""
-        deadline = time.monotonic() + _LEASE_WAIT
+    async def refresh(
+        self, link: str, user_id: str, *, rejected: str, wait: float = _LEASE_WAIT
+    ) -> str:
+        """A fresh access token; at most one refresh at a time for this authorization.
+
+        Another process's refresh is waited for at most ``wait`` seconds (a caller with a
+        deadline passes what is left of it). A refresh under way is never cancelled: the
+        provider may have rotated the refresh token, and the new one must be stored."""
+        deadline = time.monotonic() + min(wait, _LEASE_WAIT)
         while True:
             if await self._auths.take_lease(link, user_id, self._holder, _LEASE_SECONDS):
                 try:

@@ -114,11 +114,11 @@ class HttpInvoker:
         call = _Call(method.upper(), url, _pairs(params), headers or {}, json, data, timeout)
         deadline = time.monotonic() + timeout
         service = await self._catalog.oauth_service(conn.service)
-        token = await self._token(conn.link, credential_user)
+        token = await self._token(conn.link, credential_user, deadline)
         response = await self._send(service, call, token, deadline)
         if response.status == 401:
             log.info("invoke %s: 401, refreshing %s for %s", call.where, conn.link, credential_user)
-            token = await self._token(conn.link, credential_user, rejected=token)
+            token = await self._token(conn.link, credential_user, deadline, rejected=token)
             response = await self._send(service, call, token, deadline)
         if response.status == 429:
             wait = retry_after(response.headers)
@@ -128,12 +128,16 @@ class HttpInvoker:
                 response = await self._send(service, call, token, deadline)
         return response
 
-    async def _token(self, link: str, user_id: str, *, rejected: str | None = None) -> str:
-        """The access token (refreshed once if ``rejected`` is the one a service refused)."""
+    async def _token(
+        self, link: str, user_id: str, deadline: float, *, rejected: str | None = None
+    ) -> str:
+        """The access token (refreshed once if ``rejected`` is the one a service refused);
+        another process's refresh is waited for only until ``deadline``."""
+        wait = max(0.0, deadline - time.monotonic())
         try:
             if rejected is None:
-                return await self._accounts.access_token(link, user_id)
-            return await self._accounts.refresh(link, user_id, rejected=rejected)
+                return await self._accounts.access_token(link, user_id, wait=wait)
+            return await self._accounts.refresh(link, user_id, rejected=rejected, wait=wait)
         except NotAuthorized:
             raise NotAuthorized(
                 f"`{link}` is not connected (never connected, revoked, or its sign-in can no"

@@ -15,6 +15,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -298,3 +299,19 @@ async def test_a_kept_request_expires_and_the_sender_is_told(
     await asyncio.sleep(0.5)
     assert not [m for m in world.cliq.messages_for(BEN.id) if "200 {" in str(m["text"])]
     await server.close()
+
+
+async def test_a_refresh_another_process_holds_is_waited_for_only_until_the_timeout(
+    world: World, acme: OAuthServer
+) -> None:
+    link = await acme_api(world, acme, (ANA, ANA_ACME))
+    auths = world.app[RUNTIME].db["authorizations"]
+    held = {"holder": "another-process", "until": datetime.now(UTC) + timedelta(seconds=60)}
+    await auths.update_one(
+        {"connection": link, "user_id": ANA.id},
+        {"$set": {"expires_at": time.time() - 1, "lease": held}},  # due, and being refreshed
+    )
+    # The lease wait (20 s) must not outlast the call's own 0.5 s; 10 s is a generous bound.
+    reply = await asyncio.wait_for(fetch(world.chat, ANA, link, acme.url("/api/whoami"), "0.5"), 10)
+    assert "could not be renewed right now" in reply.text, reply.text
+    assert acme.calls["token:refresh_token"] == 0 and acme.calls["/api/whoami"] == 0
