@@ -72,11 +72,25 @@ class StoreUnavailable(StoreError):
 
 
 class MalformedRecord(StoreError):
-    def __init__(self, kind: str, key: str, problem: str, set_aside_as: str = "") -> None:
+    """``owner``: the chat user the record is about, when it still says (``""`` if not);
+    ``label``: what they would call it (a file's name), when it still says."""
+
+    def __init__(
+        self,
+        kind: str,
+        key: str,
+        problem: str,
+        set_aside_as: str = "",
+        *,
+        owner: str = "",
+        label: str = "",
+    ) -> None:
         self.kind = kind
         self.key = key
         self.problem = problem
         self.set_aside_as = set_aside_as
+        self.owner = owner
+        self.label = label
         aside = f"; set aside as {set_aside_as}" if set_aside_as else ""
         super().__init__(f"{kind} {key} is malformed ({problem}){aside}")
 

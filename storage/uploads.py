@@ -317,10 +317,7 @@ class UploadJobs:
             try:
                 jobs.append(_job(doc))
             except (KeyError, TypeError, ValueError) as exc:
-                await self._set_aside(doc["_id"], now, exc)
-                raise MalformedRecord(
-                    "job", str(doc["_id"]), f"{type(exc).__name__}: {exc}", BROKEN
-                ) from exc
+                raise await self._set_aside(doc, now, exc) from exc
         if not jobs:
             return []
         until = now + timedelta(seconds=lease)
@@ -344,10 +341,20 @@ class UploadJobs:
         }
         return [job for job in jobs if job.id in taken]
 
-    async def _set_aside(self, jid: Any, now: datetime, exc: Exception) -> None:
+    async def _set_aside(self, doc: Doc, now: datetime, exc: Exception) -> MalformedRecord:
+        """Set aside (``broken``) a job document that cannot be read: what to report of it."""
         await self._col.update_one(
-            {"_id": jid, **_due(now)},
+            {"_id": doc["_id"], **_due(now)},
             {"$set": {"state": BROKEN, "lease": None, "error": type(exc).__name__}},
+        )
+        owner, name = doc.get("sender_id"), doc.get("name")
+        return MalformedRecord(
+            "job",
+            str(doc["_id"]),
+            f"{type(exc).__name__}: {exc}",
+            BROKEN,
+            owner=owner if isinstance(owner, str) else "",
+            label=name if isinstance(name, str) else "",
         )
 
     @store_call
@@ -532,9 +539,19 @@ class UploadJobs:
         )
 
     @store_call
-    async def kept_older_than(self, cutoff: datetime) -> list[Job]:
+    async def kept_older_than(self, cutoff: datetime) -> tuple[list[Job], list[MalformedRecord]]:
+        """Kept files waiting since before ``cutoff``; a document among them that cannot be
+        read is set aside (``broken``) and reported, and holds none of the others back."""
+        now = datetime.now(UTC)
         cursor = self._col.find({"state": WAITING, "created_at": {"$lt": cutoff}, "lease": None})
-        return [_job(d) async for d in cursor]
+        jobs: list[Job] = []
+        malformed: list[MalformedRecord] = []
+        for doc in [d async for d in cursor]:  # read first: setting aside changes the result
+            try:
+                jobs.append(_job(doc))
+            except (KeyError, TypeError, ValueError) as exc:
+                malformed.append(await self._set_aside(doc, now, exc))
+        return jobs, malformed
 
     @store_call
     async def expire(self, job: Job) -> bool:

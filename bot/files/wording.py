@@ -94,6 +94,15 @@ def source_failed(name: str, err: BotError) -> Message:
     return text(f"{name}: {err}. Please send it again.")
 
 
+def set_aside(name: str) -> Message:
+    """A job whose record could not be read back: it will not be uploaded."""
+    what = name or "A file you sent"
+    return text(
+        f"{what}: I could not read my record of it back, so I set it aside and will not upload"
+        " it. Please send it again."
+    )
+
+
 def expired(name: str, waited: str) -> Message:
     return text(
         f"{name} waited {waited} for a connection and was deleted. Send it again after connecting."

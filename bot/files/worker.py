@@ -68,6 +68,7 @@ from bot.errors import (
     ContentHashMismatch,
     FileTooLarge,
     InvalidToken,
+    MalformedRecord,
     NotAuthorized,
     ProviderError,
     SourceError,
@@ -270,11 +271,14 @@ class UploadWorker:
             except StoreUnavailable as err:
                 log.warning("%s: %s", name, err)
                 jobs = []
-            except Exception:
+            except Exception as exc:
                 # Supervision: a claim that fails otherwise (e.g. a malformed job document, set
-                # aside by the store) is logged and counted; the slot tries again after a pause.
+                # aside by the store, whose sender is told) is logged and counted; the slot
+                # tries again after a pause.
                 log.exception("%s could not claim a job", name)
                 self.metrics.worker_errors.inc(stage="claim")
+                if isinstance(exc, MalformedRecord):
+                    await self._report_set_aside(exc)
                 claim_errors += 1
                 pause = backoff(
                     claim_errors, base=self.poll_seconds, cap=_MAX_CLAIM_BACKOFF, jitter=0
@@ -395,7 +399,12 @@ class UploadWorker:
 
     async def _expire_kept(self) -> None:
         cutoff = datetime.now(UTC) - timedelta(seconds=self.settings.kept_file_ttl)
-        for job in await self.jobs.kept_older_than(cutoff):
+        jobs, malformed = await self.jobs.kept_older_than(cutoff)
+        for err in malformed:
+            log.error("housekeeping: %s", err)
+            self.metrics.worker_errors.inc(stage="housekeeping")
+            await self._report_set_aside(err)
+        for job in jobs:
             if await self.jobs.expire(job):
                 await self.jobs.delete_kept(job.kept_file)
                 waited = words(self.settings.kept_file_ttl)
@@ -657,6 +666,16 @@ class UploadWorker:
         self.metrics.uploads.inc(outcome="failed")
         log.warning("job %s failed: %s", job.id, type(err).__name__)
         await self._notify(job, wording.failed(job, err))
+
+    async def _report_set_aside(self, err: MalformedRecord) -> None:
+        """Tell the sender of a job set aside as unreadable, when its record still names them
+        (never raises: the report is best effort, the error is logged already)."""
+        if not err.owner or not err.set_aside_as:
+            return
+        try:
+            await self.notifier.notify([err.owner], wording.set_aside(err.label))
+        except Exception:  # noqa: BLE001 - a failed report must not stop the slot
+            log.warning("could not tell %s that job %s was set aside", err.owner, err.key)
 
     async def _notify(self, job: Job, message: Message) -> None:
         await self.notifier.notify([job.sender_id], message)

@@ -133,6 +133,7 @@ async def test_a_claimed_job_that_cannot_be_read_is_malformed_record(store: Stor
     err = info.value
     assert isinstance(err, StoreError)
     assert (err.kind, err.key, err.set_aside_as) == ("job", job.id, BROKEN)
+    assert (err.owner, err.label) == ("55501", "")  # who to tell; the name is what is missing
     assert err.problem.startswith("KeyError")
     assert str(err) == f"job {job.id} is malformed ({err.problem}); set aside as broken"
 
