@@ -6,7 +6,6 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -26,6 +25,7 @@ from storage.connections import Connections, ServiceRecords
 from storage.records import BROKEN, DONE, KEEP, QUEUED, Connection, ServiceRecord, auth_id
 from storage.sessions import Sessions, SignInLinks
 from storage.uploads import UploadJobs
+from tests.sources import lines_matching
 
 
 @pytest.fixture
@@ -159,14 +159,7 @@ _FIND_AND_MODIFY = re.compile(r"\.find_one_and_(update|delete|replace)\(")
 
 def test_no_repository_sends_find_and_modify() -> None:
     """On SecantusDB every findAndModify is a collection scan (update_and_read's docstring)."""
-    root = Path(__file__).resolve().parents[2]
-    found = [
-        f"{path.relative_to(root)}:{number}: {line.strip()}"
-        for package in ("bot", "handlers", "storage")
-        for path in sorted((root / package).rglob("*.py"))
-        for number, line in enumerate(path.read_text().splitlines(), 1)
-        if _FIND_AND_MODIFY.search(line)
-    ]
+    found = lines_matching(_FIND_AND_MODIFY)
     assert found == [], "\n".join(found)
 
 

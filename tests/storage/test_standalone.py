@@ -8,20 +8,14 @@ from pathlib import Path
 from pymongo import AsyncMongoClient
 
 from storage.embedded import EmbeddedStore
+from tests.sources import lines_matching
 
-ROOT = Path(__file__).resolve().parents[2]
 # What only a replica set gives: sessions for transactions, transactions, change streams.
 _NEEDS_A_REPLICA_SET = re.compile(r"start_session|with_transaction|start_transaction|\.watch\(")
 
 
 def test_no_code_needs_a_replica_set() -> None:
-    found = [
-        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
-        for package in ("bot", "handlers", "storage")
-        for path in sorted((ROOT / package).rglob("*.py"))
-        for number, line in enumerate(path.read_text().splitlines(), 1)
-        if _NEEDS_A_REPLICA_SET.search(line)
-    ]
+    found = lines_matching(_NEEDS_A_REPLICA_SET)
     assert found == [], "the embedded store is standalone (storage/embedded.py):\n" + "\n".join(
         found
     )
