@@ -22,6 +22,8 @@ from bot.errors import ConfigError, StoreUnavailable
 from bot.keys import RUNTIME
 from bot.logs import setup_logging
 from storage.base import Store
+from storage.connections import ServiceRecords
+from storage.records import ServiceRecord
 
 log = logging.getLogger("bot")
 
@@ -134,7 +136,8 @@ async def check(settings: Settings) -> list[str]:
     if not settings.dropbox_app_key:
         problems.append("DROPBOX_APP_KEY / DROPBOX_APP_SECRET: not set; Dropbox cannot connect")
     problems += _check_data_dir(settings.data_dir)
-    problems += await _check_mongodb(settings)
+    found, stored = await _check_mongodb(settings)
+    problems += found
     timeout = aiohttp.ClientTimeout(total=10)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         for name, url in (
@@ -149,7 +152,21 @@ async def check(settings: Settings) -> list[str]:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 problems.append(f"{name}: {url} is not reachable ({type(exc).__name__})")
         problems += await _check_services(session, settings)
+        for label, what, url in stored:
+            problem = await _unreachable(session, url)
+            if problem:
+                problems.append(f"{label}: the {what}, {url}, is not reachable ({problem})")
     return problems
+
+
+async def _unreachable(session: aiohttp.ClientSession, url: str) -> str:
+    """``""`` if ``url`` answers at all (any status), else the error's name."""
+    try:
+        async with session.get(url, allow_redirects=False) as resp:
+            await resp.read()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return type(exc).__name__
+    return ""
 
 
 async def _check_services(session: aiohttp.ClientSession, settings: Settings) -> list[str]:
@@ -162,13 +179,10 @@ async def _check_services(session: aiohttp.ClientSession, settings: Settings) ->
             problems.append(f"{id_var}: no default service `{name}`")
             continue
         for what, url in found.endpoints(client.client_id).items():
-            try:
-                async with session.get(url, allow_redirects=False) as resp:
-                    await resp.read()
-            except (aiohttp.ClientError, TimeoutError) as exc:
+            problem = await _unreachable(session, url)
+            if problem:
                 problems.append(
-                    f"{id_var}: the {what} of `{name}`, {url}, is not reachable"
-                    f" ({type(exc).__name__})"
+                    f"{id_var}: the {what} of `{name}`, {url}, is not reachable ({problem})"
                 )
     return problems
 
@@ -183,19 +197,49 @@ def _check_data_dir(data_dir: Path) -> list[str]:
     return []
 
 
-async def _check_mongodb(settings: Settings) -> list[str]:
+async def _check_mongodb(settings: Settings) -> tuple[list[str], list[tuple[str, str, str]]]:
+    """Problems with the store, and the endpoints of the services stored in it (``service
+    add``, ``service configure``) as ``(label, what, url)``: none with the embedded store,
+    which a running ``serve`` holds."""
     if settings.mongodb_uri is None:
         if importlib.util.find_spec("secantus") is None:
-            return ["MONGODB_URI: unset and the embedded store (secantusdb) is not installed"]
-        return []
+            return ["MONGODB_URI: unset and the embedded store (secantusdb) is not installed"], []
+        return [], []
     store = Store.open(settings.mongodb_uri.reveal(), settings.mongodb_db)
     try:
-        await store.ping(_CHECK_TIMEOUT)
+        with store.deadline(_CHECK_TIMEOUT):
+            await store.ping(_CHECK_TIMEOUT)
+            records = ServiceRecords(store.db)
+            custom, defaults = await records.all(), await records.configured_defaults()
     except StoreUnavailable as err:
-        return [f"MONGODB_URI: the database does not answer ({err.cause})"]
+        return [f"MONGODB_URI: the database does not answer ({err.cause})"], []
+    except (KeyError, TypeError, ValueError) as exc:
+        return [f"MONGODB_URI: a stored service cannot be read ({type(exc).__name__})"], []
     finally:
         await store.close(_CHECK_TIMEOUT)
-    return []
+    endpoints = [
+        (f"service `{r.name}` (/connection service add)", what, url)
+        for r in custom
+        for what, url in _stored_endpoints(r).items()
+    ]
+    for name, record in sorted(defaults.items()):
+        entry = settings.catalogue.get(name)
+        if entry is None or name in settings.service_clients:  # unknown, or checked above
+            continue
+        label = f"service `{name}` (/connection service configure)"
+        endpoints += [(label, w, u) for w, u in entry.endpoints(record.client_id).items()]
+    return [], endpoints
+
+
+def _stored_endpoints(record: ServiceRecord) -> dict[str, str]:
+    found = {
+        "authorize endpoint": record.authorize_url,
+        "token endpoint": record.token_url,
+        "refresh endpoint": record.refresh_url,
+        "revoke endpoint": record.revoke_url,
+        "userinfo endpoint": record.userinfo_url,
+    }
+    return {what: url for what, url in found.items() if url}
 
 
 if __name__ == "__main__":

@@ -383,3 +383,49 @@ async def test_check_validates_the_endpoints_of_configured_services(
     ]
     assert oauth.calls["/authorize"] >= 1 and oauth.calls["/userinfo"] >= 1
     assert not any("never-printed" in p for p in problems)
+
+
+async def test_check_validates_the_endpoints_of_services_stored_from_chat(
+    world: World, aiohttp_server: Any
+) -> None:
+    oauth = OAuthServer()
+    server = await aiohttp_server(oauth.app())
+    base = str(server.make_url("")).rstrip("/")
+    for name, at in (("answering", base), ("gone", "http://127.0.0.1:9")):
+        reply = await world.chat.run(
+            ADMIN,
+            f"service add {name} authorize_url={at}/authorize token_url={at}/token"
+            f" client_id=cid client_secret=stored-never-printed",
+        )
+        assert "Added the custom service" in reply.text, reply.text
+    reply = await world.chat.run(
+        ADMIN, "service configure zoho_eu client_id=z-id client_secret=z-never-printed"
+    )
+    assert "Enabled the default service `zoho_eu`" in reply.text, reply.text
+    zoho_eu = dataclasses.replace(
+        CATALOGUE["zoho_eu"],
+        authorize_url="http://127.0.0.1:9/oauth/v2/auth",
+        token_url=f"{base}/token",
+        revoke_url=None,
+        userinfo_url=None,
+    )
+    # The same store and database as the running bot, as an operator's `cliqbot check` would.
+    settings = dataclasses.replace(
+        world.settings,
+        cliq_api_base=base,
+        dropbox_authorize_url=base,
+        dropbox_api_url=base,
+        dropbox_content_url=base,
+        catalogue={**CATALOGUE, "zoho_eu": zoho_eu},
+    )
+    problems = await check(settings)
+    stored = [p for p in problems if p.startswith("service ")]
+    assert stored == [
+        "service `gone` (/connection service add): the authorize endpoint,"
+        " http://127.0.0.1:9/authorize, is not reachable (ClientConnectorError)",
+        "service `gone` (/connection service add): the token endpoint,"
+        " http://127.0.0.1:9/token, is not reachable (ClientConnectorError)",
+        "service `zoho_eu` (/connection service configure): the authorize endpoint,"
+        " http://127.0.0.1:9/oauth/v2/auth, is not reachable (ClientConnectorError)",
+    ], problems
+    assert not any("never-printed" in p for p in problems)
