@@ -9,21 +9,20 @@ import logging
 import signal
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 
 from bot.app import create_app
-from bot.catalogue import client_variables
+from bot.catalogue import client_variables, named_endpoints
 from bot.config import Settings, load_environment, load_settings, serve_problems
 from bot.errors import ConfigError, StoreUnavailable
 from bot.keys import RUNTIME
 from bot.logs import setup_logging
 from storage.base import Store
 from storage.connections import ServiceRecords
-from storage.records import ServiceRecord
 
 log = logging.getLogger("bot")
 
@@ -146,16 +145,24 @@ async def check(settings: Settings) -> list[str]:
             ("DROPBOX_API_URL", settings.dropbox_api_url),
             ("DROPBOX_CONTENT_URL", settings.dropbox_content_url),
         ):
-            try:
-                async with session.get(url, allow_redirects=False) as resp:
-                    await resp.read()
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                problems.append(f"{name}: {url} is not reachable ({type(exc).__name__})")
-        problems += await _check_services(session, settings)
-        for label, what, url in stored:
             problem = await _unreachable(session, url)
             if problem:
-                problems.append(f"{label}: the {what}, {url}, is not reachable ({problem})")
+                problems.append(f"{name}: {url} is not reachable ({problem})")
+        problems += await _check_services(session, settings)
+        for label, endpoints in stored:
+            problems += await _probe(session, label, endpoints)
+    return problems
+
+
+async def _probe(
+    session: aiohttp.ClientSession, label: str, endpoints: Mapping[str, str]
+) -> list[str]:
+    """A line for each of ``endpoints`` (URLs by what they are) that does not answer."""
+    problems = []
+    for what, url in endpoints.items():
+        problem = await _unreachable(session, url)
+        if problem:
+            problems.append(f"{label}: the {what}, {url}, is not reachable ({problem})")
     return problems
 
 
@@ -178,12 +185,8 @@ async def _check_services(session: aiohttp.ClientSession, settings: Settings) ->
         if found is None:
             problems.append(f"{id_var}: no default service `{name}`")
             continue
-        for what, url in found.endpoints(client.client_id).items():
-            problem = await _unreachable(session, url)
-            if problem:
-                problems.append(
-                    f"{id_var}: the {what} of `{name}`, {url}, is not reachable ({problem})"
-                )
+        endpoints = found.endpoints(client.client_id).items()
+        problems += await _probe(session, id_var, {f"{w} of `{name}`": u for w, u in endpoints})
     return problems
 
 
@@ -197,10 +200,12 @@ def _check_data_dir(data_dir: Path) -> list[str]:
     return []
 
 
-async def _check_mongodb(settings: Settings) -> tuple[list[str], list[tuple[str, str, str]]]:
+async def _check_mongodb(
+    settings: Settings,
+) -> tuple[list[str], list[tuple[str, dict[str, str]]]]:
     """Problems with the store, and the endpoints of the services stored in it (``service
-    add``, ``service configure``) as ``(label, what, url)``: none with the embedded store,
-    which a running ``serve`` holds."""
+    add``, ``service configure``), each service's by what they are: none with the embedded
+    store, which a running ``serve`` holds."""
     if settings.mongodb_uri is None:
         if importlib.util.find_spec("secantus") is None:
             return ["MONGODB_URI: unset and the embedded store (secantusdb) is not installed"], []
@@ -218,28 +223,25 @@ async def _check_mongodb(settings: Settings) -> tuple[list[str], list[tuple[str,
     finally:
         await store.close(_CHECK_TIMEOUT)
     endpoints = [
-        (f"service `{r.name}` (/connection service add)", what, url)
+        (
+            f"service `{r.name}` (/connection service add)",
+            named_endpoints(
+                authorize_url=r.authorize_url,
+                token_url=r.token_url,
+                refresh_url=r.refresh_url,
+                revoke_url=r.revoke_url,
+                userinfo_url=r.userinfo_url,
+            ),
+        )
         for r in custom
-        for what, url in _stored_endpoints(r).items()
     ]
     for name, record in sorted(defaults.items()):
         entry = settings.catalogue.get(name)
         if entry is None or name in settings.service_clients:  # unknown, or checked above
             continue
         label = f"service `{name}` (/connection service configure)"
-        endpoints += [(label, w, u) for w, u in entry.endpoints(record.client_id).items()]
+        endpoints.append((label, entry.endpoints(record.client_id)))
     return [], endpoints
-
-
-def _stored_endpoints(record: ServiceRecord) -> dict[str, str]:
-    found = {
-        "authorize endpoint": record.authorize_url,
-        "token endpoint": record.token_url,
-        "refresh endpoint": record.refresh_url,
-        "revoke endpoint": record.revoke_url,
-        "userinfo endpoint": record.userinfo_url,
-    }
-    return {what: url for what, url in found.items() if url}
 
 
 if __name__ == "__main__":

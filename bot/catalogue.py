@@ -75,13 +75,19 @@ class CatalogueEntry:
 
     def endpoints(self, client_id: str) -> dict[str, str]:
         """Every endpoint URL by what it is, ``{client_id}`` filled in (for ``check``)."""
-        found = {
-            "authorize endpoint": self.authorize_url,
-            "token endpoint": self.token_url,
-            "revoke endpoint": self.revoke_url,
-            "userinfo endpoint": self.userinfo_url,
-        }
-        return {what: url.replace("{client_id}", client_id) for what, url in found.items() if url}
+        found = named_endpoints(
+            authorize_url=self.authorize_url,
+            token_url=self.token_url,
+            revoke_url=self.revoke_url,
+            userinfo_url=self.userinfo_url,
+        )
+        return {what: url.replace("{client_id}", client_id) for what, url in found.items()}
+
+
+def named_endpoints(**urls: str | None) -> dict[str, str]:
+    """The URLs given as ``token_url=…`` by what they are (``"token endpoint"``), in order;
+    unset ones left out."""
+    return {f"{key.removesuffix('_url')} endpoint": url for key, url in urls.items() if url}
 
 
 def client_variables(name: str) -> tuple[str, str]:
