@@ -235,7 +235,7 @@ class AccountService:
                 f"The sign-in came back from {_shown(server, 100)}, which is not one of"
                 f" {home.name}'s servers, so nothing was sent there."
             ) from None
-        regional = server.rstrip("/").lower() if service is not home else None
+        regional = service.origin if service is not home else None
         verifier = open_verifier(self._vault, pending)
         try:
             tokens = await self._oauth.exchange_code(

@@ -138,6 +138,11 @@ class OAuth2Service:
     def effective_refresh_url(self) -> str:
         return self.refresh_url or self.token_url
 
+    @property
+    def origin(self) -> str:
+        """The data centre serving the tokens: its token endpoint's ``scheme://host[:port]``."""
+        return _origin(self.token_url)
+
     def at_server(self, server: str | None) -> OAuth2Service:
         """The service as the data centre ``server`` (an origin) serves it: its token, refresh,
         revoke and userinfo endpoints moved there, paths kept.
@@ -147,7 +152,7 @@ class OAuth2Service:
         provider never sends one). Any other origin raises :class:`ValueError`: the sign-in
         answer names a server this service does not have, and no code or token may go there.
         """
-        own = _origin(self.token_url)
+        own = self.origin
         if not server or not self.regional_servers:
             return self
         wanted = server.rstrip("/").lower()
