@@ -271,6 +271,9 @@ async def _rows(ctx: Context, user: CliqUser) -> tuple[list[Row], list[Row], lis
     for an admin also every other connection (``ConnectionAdmin.others``)."""
     admin = ctx.is_admin(user)
     overview = await ctx.admin.overview(user)
+    # Every connection someone else created, with its owner's status: the shared ones among
+    # them too (a shared connection is never the viewer's own).
+    others = {o.connection.link: o for o in await ctx.admin.others(user)} if admin else {}
     mine = []
     for owned in overview.mine:
         auth = await ctx.authorizations.get(owned.connection.link, user.id)
@@ -292,14 +295,13 @@ async def _rows(ctx: Context, user: CliqUser) -> tuple[list[Row], list[Row], lis
             s.authorization.account_email or s.authorization.account_name,
             can_connect=s.authorization.status != CONNECTED,
             can_disconnect=True,
-            owner_connected=admin and await ctx.admin.owner_status(s.connection) == CONNECTED,
+            owner_connected=s.connection.link in others
+            and others[s.connection.link].status == CONNECTED,
         )
         for s in overview.shared
     ]
-    if not admin:
-        return mine, shared, []
     listed = {row.connection.link for row in shared}
-    others = [
+    rest = [
         Row(
             o.connection,
             o.status,
@@ -308,10 +310,10 @@ async def _rows(ctx: Context, user: CliqUser) -> tuple[list[Row], list[Row], lis
             owner_connected=o.status == CONNECTED,
             status_label="Owner's status",
         )
-        for o in await ctx.admin.others(user)
-        if o.connection.link not in listed
+        for link, o in others.items()
+        if link not in listed
     ]
-    return mine, shared, others
+    return mine, shared, rest
 
 
 async def _published_for(ctx: Context, user: CliqUser, listed: set[str]) -> Connection | None:
