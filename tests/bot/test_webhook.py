@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import time
@@ -11,7 +10,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from hypothesis import HealthCheck, given
@@ -24,19 +22,9 @@ from bot.keys import RUNTIME
 from tests.conftest import ADMIN, ANA, WEBHOOK_SECRET, World
 
 
-@pytest.fixture(scope="module")
-def cliq_key() -> RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
 @pytest.fixture
-def world_settings(settings: Settings, cliq_key: RSAPrivateKey) -> Settings:
-    pem = (
-        cliq_key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return dataclasses.replace(settings, cliq_public_key=pem)
+def world_settings(cliq_signed_settings: Settings) -> Settings:
+    return cliq_signed_settings
 
 
 def dumps(body: Mapping[str, Any]) -> bytes:

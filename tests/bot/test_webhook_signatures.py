@@ -7,14 +7,12 @@ test RSA key; nothing is mocked.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
@@ -28,19 +26,9 @@ JSON = {"Content-Type": "application/json"}
 CREATE = 'create "Équipe Dropbox" service=dropbox scopes=sharing.read'
 
 
-@pytest.fixture(scope="module")
-def cliq_key() -> RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
 @pytest.fixture
-def world_settings(settings: Settings, cliq_key: RSAPrivateKey) -> Settings:
-    pem = (
-        cliq_key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return dataclasses.replace(settings, cliq_public_key=pem)
+def world_settings(cliq_signed_settings: Settings) -> Settings:
+    return cliq_signed_settings
 
 
 def compact(body: object) -> bytes:
