@@ -34,12 +34,12 @@ from typing import Any
 import aiohttp
 from pymongo import AsyncMongoClient
 
+from benchmarks.common import json_in_child, read_spec
 from bot.cliq.signing import hmac_signature
 from bot.destinations.dropbox_wire import content_hash
 from storage.embedded import EmbeddedStore
 from tests.drills.harness import WEBHOOK_SECRET, dropbox_email, sandbox, user, wait_until
 
-_ROOT = str(Path(__file__).resolve().parents[1])
 DRAIN_TARGET_S = 60.0
 RATE_TARGET = 25.0
 
@@ -113,8 +113,8 @@ async def deliver_all(
 
 
 def load_main() -> None:
-    """Child entry point: the spec as JSON on stdin, one JSON result line on stdout."""
-    spec = json.loads(sys.stdin.read())
+    """Child entry point of :func:`deliver_in_child`."""
+    spec = read_spec()
     bodies = [b.encode() for b in spec["bodies"]]
     result = asyncio.run(
         deliver_all(spec["url"], bodies, spec["concurrency"], spec["secret"], spec["timeout"])
@@ -133,21 +133,7 @@ async def deliver_in_child(
         "secret": WEBHOOK_SECRET,
         "timeout": timeout,
     }
-    loader = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "benchmarks.bench_backlog",
-        "--load",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        cwd=_ROOT,
-    )
-    answer, _ = await asyncio.wait_for(loader.communicate(json.dumps(spec).encode()), timeout + 60)
-    lines = answer.decode().strip().splitlines()
-    if not lines:
-        raise RuntimeError(f"the load generator printed nothing (exit {loader.returncode})")
-    result: dict[str, Any] = json.loads(lines[-1])
-    return result
+    return await json_in_child("benchmarks.bench_backlog", spec, timeout + 60)
 
 
 # -- the measurement ---------------------------------------------------------------------------

@@ -196,7 +196,7 @@ async def run(requests: int, processes: int, land_wait: float) -> list[Row]:
                     commands = await store_commands(box, bots)
                     served = await server_requests(store.uri)
                     cpu_before = cpu(bot_pids), cpu([store.pid])
-                    got = await load_in_child(tmp, urls, bodies, level, WEBHOOK_SECRET)
+                    got = await load_in_child(urls, bodies, level, WEBHOOK_SECRET)
                     cpu_after = cpu(bot_pids), cpu([store.pid])
                     after = await store_commands(box, bots)
                     served = await server_requests(store.uri) - served
@@ -207,7 +207,7 @@ async def run(requests: int, processes: int, land_wait: float) -> list[Row]:
                         got["statuses"].get("200", 0),
                         land_wait,
                     )
-                    floor = await load_in_child(tmp, [bare_url], bodies, level, None)
+                    floor = await load_in_child([bare_url], bodies, level, None)
                     n = max(got["requests"], 1)
                     rows.append(
                         Row(

@@ -12,6 +12,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -110,8 +111,8 @@ async def run_load(
 
 
 def load_main() -> None:
-    """Child entry point: ``python -m benchmarks.common SPEC.json`` prints one JSON result."""
-    spec = json.loads(Path(sys.argv[1]).read_text())
+    """Child entry point of :func:`load_in_child`."""
+    spec = read_spec()
     bodies = [b.encode() for b in spec["bodies"]]
     result = asyncio.run(
         run_load(spec["urls"], bodies, spec["concurrency"], spec.get("secret"), spec["timeout"])
@@ -119,38 +120,48 @@ def load_main() -> None:
     sys.stdout.write(json.dumps(result) + "\n")
 
 
+def read_spec() -> dict[str, Any]:
+    """In a child of :func:`json_in_child`: the spec it was given."""
+    spec: dict[str, Any] = json.loads(sys.stdin.read())
+    return spec
+
+
+async def json_in_child(module: str, spec: Mapping[str, Any], timeout: float) -> dict[str, Any]:
+    """Run ``python -m module --load`` (so it does not share our CPU time) with ``spec`` as
+    JSON on its stdin (:func:`read_spec`); the JSON object it prints last."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        module,
+        "--load",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        cwd=_ROOT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(json.dumps(spec).encode()), timeout)
+    lines = out.decode().strip().splitlines()
+    if not lines:
+        raise RuntimeError(f"the load generator {module} printed nothing (exit {proc.returncode})")
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
 async def load_in_child(
-    workdir: Path,
     urls: list[str],
     bodies: list[bytes],
     concurrency: int,
     secret: str | None,
     timeout: float = 240.0,
 ) -> dict[str, Any]:
-    """Run :func:`run_load` in a separate Python process (so it does not share our CPU time)."""
-    spec = workdir / f"load-{time.monotonic_ns()}.json"
-    spec.write_text(
-        json.dumps(
-            {
-                "urls": urls,
-                "bodies": [b.decode() for b in bodies],
-                "concurrency": concurrency,
-                "secret": secret,
-                "timeout": timeout,
-            }
-        )
-    )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "benchmarks.common",
-        str(spec),
-        stdout=asyncio.subprocess.PIPE,
-        cwd=_ROOT,
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), timeout + 30)
-    result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
-    return result
+    """Run :func:`run_load` in a separate Python process."""
+    spec = {
+        "urls": urls,
+        "bodies": [b.decode() for b in bodies],
+        "concurrency": concurrency,
+        "secret": secret,
+        "timeout": timeout,
+    }
+    return await json_in_child("benchmarks.common", spec, timeout + 30)
 
 
 if __name__ == "__main__":
